@@ -1,0 +1,160 @@
+"""The hub's ASGI app: routes, middleware, error bodies and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tidings import __version__
+from tidings.api.docs import STREAM_PATHS
+from tidings.api.errors import install_error_handlers
+from tidings.api.models import BatchPublishRequest, EventOut, PublishRequest
+from tidings.api.routes import build_router
+from tidings.api.static import mount_static
+from tidings.logs import request_id_var
+
+if TYPE_CHECKING:
+    from tidings.hub import Hub
+
+__all__ = ["build_app"]
+
+
+class RequestIdMiddleware:
+    """Give every HTTP request an id (``X-Request-ID``, kept if the client sent a sane one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for key, value in scope.get("headers", ()):
+            if key == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if 0 < len(candidate) <= 64 and candidate.isprintable():
+                    rid = candidate
+                break
+        rid = rid or secrets.token_hex(8)
+        token = request_id_var.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class LazyStart:
+    """Start the hub on first use when it was mounted without running its lifespan.
+
+    Starlette does not run a mounted app's lifespan, so ``app.mount("/rt",
+    hub.asgi_app())`` would otherwise serve a hub that was never started.
+    """
+
+    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+        self.app = app
+        self.hub = hub
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" and not self.hub.started:
+            async with self._lock:
+                if not self.hub.started:
+                    await self.hub.start()
+        await self.app(scope, receive, send)
+
+
+def build_app(hub: Hub) -> ASGIApp:
+    """Build the ASGI app serving ``hub``."""
+    from tidings.transports.sse import SSEEndpoint
+    from tidings.transports.websocket import WebSocketEndpoint
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owns = not hub.started
+        if owns:
+            await hub.start()
+        try:
+            yield
+        finally:
+            if owns:
+                await hub.stop()
+
+    app = FastAPI(
+        title="tidings",
+        version=__version__,
+        summary="A real-time event hub: publish over HTTP, receive over SSE and WebSocket.",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    sse = SSEEndpoint(hub)
+    ws = WebSocketEndpoint(hub)
+    app.router.routes.extend(
+        [
+            Route("/api/v1/events", sse, methods=["GET"], include_in_schema=False),
+            Route(
+                "/api/v1/channels/{channel:path}/events/stream",
+                sse,
+                methods=["GET"],
+                include_in_schema=False,
+            ),
+            WebSocketRoute("/ws", ws),
+            WebSocketRoute("/ws/events", ws),
+        ]
+    )
+    app.include_router(build_router(hub))
+    mount_static(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=_DESCRIPTION,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            model: type[BaseModel]
+            for model in (PublishRequest, BatchPublishRequest, EventOut):
+                components[model.__name__] = model.model_json_schema(
+                    ref_template="#/components/schemas/{model}"
+                )
+                components.update(components[model.__name__].pop("$defs", {}))
+            schema["paths"].update(STREAM_PATHS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return RequestIdMiddleware(LazyStart(app, hub))
+
+
+_DESCRIPTION = """
+Publish events over HTTP (or from Python with `hub.publish`), receive them over
+**Server-Sent Events** (`GET /api/v1/events`) or **WebSocket** (`/ws`). Every channel
+keeps its recent history, so a client that reconnects with its last position gets
+exactly what it missed, or an explicit `reset` when history no longer reaches back.
+
+Errors are JSON: `{"error": {"code": "invalid_channel", "message": "..."}}`.
+The wire protocols, close codes and reconnection strategy are in `docs/protocol.md`.
+"""

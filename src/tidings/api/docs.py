@@ -1,0 +1,146 @@
+"""OpenAPI entries for the two streaming endpoints, which FastAPI cannot describe itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["STREAM_PATHS"]
+
+_SSE_DESCRIPTION = """
+A `text/event-stream` of the events of one or more channels.
+
+Frames:
+
+```
+retry: 3000
+
+id: 3fa2c1-41
+event: client_connected
+data: {"id":"3fa2c1-41","channel":"network:wlan0","type":"client_connected","data":{...},"timestamp":"..."}
+
+: ping
+```
+
+* The first frame sets the reconnection delay (`retry`). An `id:`-only frame then
+  records the stream's position, so resume works even before the first event.
+* `id:` is a resume cursor for the whole stream. Browsers send it back as
+  `Last-Event-ID` when they reconnect; other clients may pass `?last_event_id=`.
+  The hub then sends exactly the missed events, in order, then live ones.
+* `event: reset` (data names the channel) means history no longer reaches back to
+  your position: refetch state through your REST API, then carry on.
+* `event: disconnect` (data has the `reason`) comes right before the hub closes.
+* `: ping` comments every 15 s keep proxies from closing an idle stream.
+* With `?plain=1` events carry no `event:` line, so they all reach `onmessage`.
+
+Reconnection: EventSource reconnects by itself after `retry` ms and resends
+`Last-Event-ID`. Other clients should do the same, with exponential backoff and
+jitter (1 s, ×2, at most 30 s) after repeated failures.
+
+```sh
+curl -N 'http://127.0.0.1:8000/api/v1/events?channel=alerts'
+```
+
+```js
+const source = new EventSource("/api/v1/events?channel=alerts");
+source.addEventListener("disk_full", (e) => console.log(JSON.parse(e.data)));
+source.addEventListener("reset", (e) => refetchState(JSON.parse(e.data).channel));
+```
+"""
+
+_WS_DESCRIPTION = """
+Upgrade to WebSocket. Every message is one JSON object with a `type`.
+
+Server → client: `connected` (first), `event` (`{"type":"event","data":{event}}`),
+`subscribed` / `unsubscribed`, `reset`, `error`, `ping` (every 30 s), `pong`,
+`published`, `result`, `disconnect` (then a close frame).
+
+Client → server: `subscribe` (`channel`, optional `since` = the last event id you saw,
+optional `types`), `unsubscribe`, `publish` (`channel`, `event`, `data`), `ping`,
+`pong`, `refresh` (`token`), `command` (`name`, `args`). Add an `id` to any request
+and the reply carries it.
+
+Answer the server's `ping` with `{"type":"pong"}` (any message will do): a client
+silent for two ping intervals is closed as stale. Messages over 64 KiB close the
+connection with 1009.
+
+Close codes: 4000 server_shutdown, 4002 token_expired, 4005 slow_consumer, 4006 stale,
+4007 max_age, 4010 reconnect, 4029 rate_limited — reconnect (with backoff, resuming
+with `since`); 4001 unauthorized, 4003 forbidden, 4004 token_revoked, 4008 bad_request,
+4009 disconnected, 1009 message too big — do not reconnect until the cause is fixed.
+
+```js
+const ws = new WebSocket("ws://127.0.0.1:8000/ws?channel=alerts");
+ws.onmessage = (m) => {
+  const msg = JSON.parse(m.data);
+  if (msg.type === "event") lastId = msg.data.id;
+  if (msg.type === "ping") ws.send('{"type":"pong"}');
+};
+// after a reconnect:
+ws.send(JSON.stringify({type: "subscribe", channel: "alerts", since: lastId}));
+```
+"""
+
+
+def _stream_params() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "channel",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "array", "items": {"type": "string"}},
+            "style": "form",
+            "explode": True,
+            "description": "a channel to follow; repeat for several",
+        },
+        {
+            "name": "type",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "array", "items": {"type": "string"}},
+            "description": "only these event types (`*` = all)",
+        },
+    ]
+
+
+_SSE_GET: dict[str, Any] = {
+    "tags": ["stream"],
+    "summary": "Server-Sent Events stream",
+    "description": _SSE_DESCRIPTION,
+    "parameters": [
+        *_stream_params(),
+        {"name": "last_event_id", "in": "query", "schema": {"type": "string"},
+         "description": "resume cursor (same as the Last-Event-ID header)"},
+        {"name": "plain", "in": "query", "schema": {"type": "boolean"},
+         "description": "leave out `event:` lines"},
+        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"},
+         "description": "resume cursor, as browsers send it"},
+    ],
+    "responses": {
+        "200": {"description": "the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        "400": {"description": "invalid channel or type"},
+        "429": {"description": "connection limit reached"},
+    },
+}
+
+STREAM_PATHS: dict[str, Any] = {
+    "/api/v1/events": {"get": _SSE_GET},
+    "/api/v1/channels/{channel}/events/stream": {
+        "get": {
+            **_SSE_GET,
+            "summary": "Server-Sent Events stream of one channel",
+            "parameters": [
+                {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}},
+                *_SSE_GET["parameters"][1:],
+            ],
+        }
+    },
+    "/ws": {
+        "get": {
+            "tags": ["stream"],
+            "summary": "WebSocket (alias /ws/events)",
+            "description": _WS_DESCRIPTION,
+            "parameters": _stream_params(),
+            "responses": {"101": {"description": "switching protocols"}},
+        }
+    },
+}

@@ -1,0 +1,99 @@
+"""JSON error bodies (SPEC §3) for every error, and never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Send
+
+from tidings.errors import TidingsError
+
+__all__ = ["error_response", "install_error_handlers", "send_error"]
+
+log = logging.getLogger("tidings.api")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "limit_exceeded",
+}
+
+
+def _headers(exc: TidingsError) -> dict[str, str]:
+    if exc.retry_after is None:
+        return {}
+    return {"Retry-After": str(max(1, round(exc.retry_after)))}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+async def send_error(send: Send, exc: TidingsError) -> None:
+    """Answer a raw ASGI HTTP request with ``exc`` as a JSON error."""
+    response = error_response(exc.status, exc.code, exc.message, _headers(exc))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def tidings_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TidingsError)
+        if exc.status >= 500:
+            log.warning("%s: %s", exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, _headers(exc))
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        fields = [
+            {
+                "loc": [str(part) for part in error.get("loc", ())],
+                "message": error.get("msg", ""),
+                "type": error.get("type", ""),
+            }
+            for error in exc.errors()
+        ]
+        first = fields[0] if fields else {"loc": [], "message": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"] if part != "body") or "request"
+        return error_response(
+            400, "invalid_request", f"{where}: {first['message']}", fields=fields
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error")
+
+    app.add_exception_handler(TidingsError, tidings_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, crash)

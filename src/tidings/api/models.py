@@ -1,0 +1,91 @@
+"""Request and response bodies of the HTTP API, for validation and for OpenAPI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BatchPublishRequest",
+    "ChannelList",
+    "ConnectionList",
+    "EventOut",
+    "EventsOut",
+    "HistoryOut",
+    "PublishRequest",
+]
+
+
+class PublishRequest(BaseModel):
+    """One event to publish."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(description="channel name", examples=["network:wlan0"])
+    type: str = Field("message", description="application event type", examples=["client_connected"])
+    data: Any = Field(description="any JSON value, at most 64 KiB serialised")
+    idempotency_key: str | None = Field(
+        None, description="the same key within 5 minutes returns the first stored event"
+    )
+
+
+class BatchPublishRequest(BaseModel):
+    """Up to 1,000 events, published in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[PublishRequest]
+
+
+class EventOut(BaseModel):
+    """A stored event."""
+
+    id: str = Field(description="opaque, unique within its channel; what `since` takes")
+    channel: str
+    type: str
+    data: Any
+    timestamp: str = Field(description="ISO-8601 UTC")
+
+
+class EventsOut(BaseModel):
+    events: list[EventOut]
+
+
+class HistoryOut(BaseModel):
+    events: list[EventOut] = Field(description="oldest first")
+    complete: bool = Field(
+        description="false when history no longer reaches back to `since`: refetch state"
+    )
+    position: str = Field(description="the channel's newest position when read")
+
+
+class ChannelOut(BaseModel):
+    channel: str
+    subscribers: int
+
+
+class ChannelList(BaseModel):
+    channels: list[ChannelOut]
+
+
+class ConnectionOut(BaseModel):
+    id: str
+    client_id: str | None
+    tenant: str | None
+    transport: str
+    remote: str | None
+    channels: list[str]
+    connected_at: str
+    queued: int
+    state: str
+
+
+class ConnectionList(BaseModel):
+    connections: list[ConnectionOut]
+
+
+class PresenceOut(BaseModel):
+    channel: str
+    connections: int
+    clients: list[str]

@@ -1,0 +1,194 @@
+"""The JSON endpoints of SPEC §3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from tidings.api.models import (
+    BatchPublishRequest,
+    ChannelList,
+    ConnectionList,
+    EventsOut,
+    HistoryOut,
+    PresenceOut,
+    PublishRequest,
+)
+from tidings.errors import BadRequest, InvalidJSON, TooLarge, UnsupportedMediaType
+from tidings.hub import Hub, Publication
+from tidings.metrics import CONTENT_TYPE, make_registry, render_metrics
+
+__all__ = ["build_router", "read_json_body"]
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+async def read_json_body(request: Request, limit: int) -> Any:
+    """The request's JSON body, refusing wrong content types and bodies over ``limit``."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"send the body as JSON with Content-Type: application/json (got {media[:60] or 'none'!r})"
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body is over the limit of {limit} bytes", code="body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body is over the limit of {limit} bytes", code="body_too_large")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"the body is not valid JSON: {exc.msg} at {exc.pos}") from None
+
+
+def _validation_error(exc: ValidationError) -> BadRequest:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    error = BadRequest(f"{where}: {first['msg']}", code="invalid_request")
+    return error
+
+
+_PUBLISH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/PublishRequest"},
+                    {"$ref": "#/components/schemas/BatchPublishRequest"},
+                ]
+            },
+            "examples": {
+                "one": {"value": {"channel": "alerts", "type": "disk_full", "data": {"host": "db1"}}},
+                "batch": {
+                    "value": {
+                        "events": [
+                            {"channel": "alerts", "data": 1},
+                            {"channel": "alerts", "data": 2},
+                        ]
+                    }
+                },
+            },
+        }
+    },
+}
+
+
+def build_router(hub: Hub) -> APIRouter:
+    router = APIRouter()
+    registry = make_registry(hub)
+    settings = hub.settings
+
+    @router.post(
+        "/api/v1/publish",
+        status_code=201,
+        tags=["publish"],
+        summary="Publish one event or a batch",
+        openapi_extra={"requestBody": _PUBLISH_BODY},
+        responses={
+            201: {"description": "the stored event, or `{\"events\": [...]}` for a batch"},
+            400: {"description": "invalid JSON, channel, type or fields"},
+            413: {"description": "body, event or batch over its limit"},
+            415: {"description": "the body is not JSON"},
+            503: {"description": "store or broker unreachable: nothing was published"},
+        },
+    )
+    async def publish(request: Request) -> Response:
+        body = await read_json_body(request, settings.max_body_size)
+        if isinstance(body, dict) and "events" in body:
+            events = body.get("events")
+            if isinstance(events, list) and len(events) > settings.max_batch_size:
+                raise TooLarge(
+                    f"a batch holds at most {settings.max_batch_size} events "
+                    f"(got {len(events)})",
+                    code="batch_too_large",
+                )
+            try:
+                batch = BatchPublishRequest.model_validate(body)
+            except ValidationError as exc:
+                raise _validation_error(exc) from None
+            stored = await hub.publish_many(
+                [Publication(e.channel, e.type, e.data, e.idempotency_key) for e in batch.events]
+            )
+            return _json({"events": [event.to_dict() for event in stored]}, 201)
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object", code="invalid_request")
+        try:
+            one = PublishRequest.model_validate(body)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        event = await hub.publish(one.channel, one.type, one.data, idempotency_key=one.idempotency_key)
+        return _json(event.to_dict(), 201)
+
+    @router.get(
+        "/api/v1/channels/{channel:path}/history",
+        response_model=HistoryOut,
+        tags=["history"],
+        summary="Backfill: events after `since`, or the newest `limit`",
+    )
+    async def history(
+        channel: str,
+        since: str | None = Query(None, description="an event id; events after it"),
+        limit: int = Query(100, ge=1, le=10_000),
+    ) -> Response:
+        page = await hub.history(channel, since=since, limit=limit)
+        return _json(
+            {
+                "events": [event.to_dict() for event in page.events],
+                "complete": page.complete,
+                "position": str(page.position),
+            }
+        )
+
+    @router.get(
+        "/api/v1/channels/{channel:path}/presence",
+        response_model=PresenceOut,
+        tags=["admin"],
+        summary="Connections and distinct client ids subscribed to a channel",
+    )
+    async def presence(channel: str) -> Response:
+        return _json(hub.presence(channel))
+
+    @router.get(
+        "/api/v1/channels", response_model=ChannelList, tags=["admin"],
+        summary="Channels with subscriber counts",
+    )
+    async def channels() -> Response:
+        return _json({"channels": hub.channel_stats()})
+
+    @router.get(
+        "/api/v1/connections", response_model=ConnectionList, tags=["admin"],
+        summary="Live connections",
+    )
+    async def connections() -> Response:
+        return _json({"connections": [c.info() for c in hub.connections.values()]})
+
+    @router.get("/health", tags=["operations"], summary="Liveness")
+    async def health() -> Response:
+        return _json({"status": "ok"})
+
+    @router.get(
+        "/ready", tags=["operations"], summary="Readiness: store and broker reachable",
+        responses={503: {"description": "a backend is unreachable"}},
+    )
+    async def ready() -> Response:
+        checks = await hub.ready()
+        return _json({"status": "ready", **checks})
+
+    @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(render_metrics(hub, registry), media_type=CONTENT_TYPE)
+
+    _ = EventsOut  # documented through openapi_extra; keep the schema in components
+    return router

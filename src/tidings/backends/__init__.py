@@ -1,0 +1,41 @@
+"""Pluggable backends, chosen by URL: ``memory://``, ``sqlite:///path``, ``redis://…``.
+
+A :class:`~tidings.backends.base.Store` keeps history (and assigns event positions); a
+:class:`~tidings.backends.base.Broker` moves stored events and control messages between
+hub nodes. Both are small interfaces with their contracts in their docstrings; every
+implementation passes the same contract test suite. Implementations beyond memory are
+imported only when their scheme is asked for, so their dependencies stay optional.
+"""
+
+from __future__ import annotations
+
+from tidings.backends.base import Broker, NewEvent, Store, StoreLimits
+
+__all__ = ["Broker", "NewEvent", "Store", "StoreLimits", "broker_from_url", "store_from_url"]
+
+
+def _scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ValueError(f"backend URL {url!r} has no scheme (memory://, sqlite:///…, redis://…)")
+    return scheme.lower()
+
+
+def store_from_url(url: str, limits: StoreLimits) -> Store:
+    """Build the store a URL names."""
+    scheme = _scheme(url)
+    if scheme == "memory":
+        from tidings.backends.memory import MemoryStore
+
+        return MemoryStore(limits)
+    raise ValueError(f"unknown store scheme {scheme!r}: use memory://")
+
+
+def broker_from_url(url: str) -> Broker:
+    """Build the broker a URL names."""
+    scheme = _scheme(url)
+    if scheme == "memory":
+        from tidings.backends.memory import MemoryBroker
+
+        return MemoryBroker()
+    raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")

@@ -1,0 +1,148 @@
+"""In-process backends: the default, for one hub process with nothing else installed.
+
+Nothing here survives a restart. The memory store draws one fresh epoch when it is
+created, so ids handed out before a restart are recognised as unknown (and answered with
+``reset``) rather than confused with new ones. Reading a channel that has no events
+allocates nothing, so readers cannot grow the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings.backends.base import EventSink, MessageSink, NewEvent, StoreLimits
+from tidings.core.events import Event, Position, new_epoch
+from tidings.core.history import HistoryPage
+
+__all__ = ["MemoryBroker", "MemoryStore"]
+
+
+@dataclass(slots=True)
+class _ChannelHistory:
+    offset: int = 0
+    # (stored at, event) pairs, oldest first.
+    events: deque[tuple[float, Event]] = field(default_factory=deque)
+
+
+class MemoryStore:
+    """A ring buffer of events per channel, bounded by size and optionally by age."""
+
+    def __init__(
+        self, limits: StoreLimits | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits or StoreLimits()
+        self._clock = clock
+        self.epoch = new_epoch()
+        self._channels: dict[str, _ChannelHistory] = {}
+        self._idempotency: OrderedDict[str, tuple[float, Event]] = OrderedDict()
+
+    def _history(self, channel: str) -> _ChannelHistory:
+        history = self._channels.get(channel)
+        if history is None:
+            history = self._channels[channel] = _ChannelHistory()
+        return history
+
+    def _expire(self, history: _ChannelHistory, now: float) -> None:
+        ttl = self.limits.history_ttl
+        if ttl is None:
+            return
+        events = history.events
+        while events and now - events[0][0] > ttl:
+            events.popleft()
+
+    def _forget_keys(self, now: float) -> None:
+        keys = self._idempotency
+        ttl = self.limits.idempotency_ttl
+        while keys:
+            stored_at, _ = next(iter(keys.values()))
+            if now - stored_at <= ttl:
+                break
+            keys.popitem(last=False)
+
+    async def append(self, events: Sequence[NewEvent]) -> list[tuple[Event, bool]]:
+        return self.append_now(events)
+
+    def append_now(self, events: Sequence[NewEvent]) -> list[tuple[Event, bool]]:
+        """:meth:`append` without awaiting: the memory store never blocks."""
+        now = self._clock()
+        self._forget_keys(now)
+        stored: list[tuple[Event, bool]] = []
+        size = self.limits.history_size
+        for new in events:
+            key = new.idempotency_key
+            if key is not None:
+                seen = self._idempotency.get(key)
+                if seen is not None:
+                    stored.append((seen[1], False))
+                    continue
+            history = self._history(new.channel)
+            history.offset += 1
+            event = Event(
+                new.channel, new.type, new.data, new.timestamp, Position(self.epoch, history.offset)
+            )
+            history.events.append((now, event))
+            while len(history.events) > size:
+                history.events.popleft()
+            if key is not None:
+                self._idempotency[key] = (now, event)
+            stored.append((event, True))
+        return stored
+
+    async def read(self, channel: str, *, since: str | None = None, limit: int = 100) -> HistoryPage:
+        history = self._channels.get(channel) or _ChannelHistory()
+        self._expire(history, self._clock())
+        top = Position(self.epoch, history.offset)
+        retained = [event for _, event in history.events]
+        if since is None:
+            return HistoryPage(retained[-limit:] if limit > 0 else [], True, top)
+        position = Position.parse(since)
+        if position is None or position.epoch != self.epoch or position.offset > history.offset:
+            return HistoryPage(retained[:limit] if limit > 0 else [], False, top)
+        oldest = retained[0].position.offset if retained else history.offset + 1
+        complete = position.offset >= oldest - 1
+        after = [event for event in retained if event.position.offset > position.offset]
+        return HistoryPage(after[:limit] if limit > 0 else [], complete, top)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class MemoryBroker:
+    """Hands every event straight to this process's hub: a broker of one node."""
+
+    def __init__(self) -> None:
+        self._on_event: EventSink | None = None
+        self._on_control: MessageSink | None = None
+
+    async def start(self, on_event: EventSink, on_control: MessageSink) -> None:
+        self._on_event = on_event
+        self._on_control = on_control
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        self.publish_now(events)
+
+    def publish_now(self, events: Sequence[Event]) -> None:
+        """:meth:`publish` without awaiting: delivery is a plain function call."""
+        on_event = self._on_event
+        if on_event is None:
+            return
+        for event in events:
+            on_event(event)
+
+    async def publish_control(self, message: dict[str, Any]) -> None:
+        if self._on_control is not None:
+            self._on_control(message)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._on_event = None
+        self._on_control = None

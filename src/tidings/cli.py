@@ -1,0 +1,201 @@
+"""The ``tidings`` command: serve a hub, publish to one, tail one."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import sys
+from typing import Annotated, Any
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+
+from tidings.settings import Settings, load_settings, parse_api_keys
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tidings",
+    help="A self-hosted real-time event hub: SSE and WebSocket delivery with history and resume.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address. [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port. [default: 8000]")] = None,
+    broker: Annotated[str | None, typer.Option(help="memory:// or redis://…")] = None,
+    store: Annotated[str | None, typer.Option(help="memory://, sqlite:///path, redis://…")] = None,
+    history_size: Annotated[int | None, typer.Option(help="Events kept per channel. [100]")] = None,
+    history_ttl: Annotated[float | None, typer.Option(help="Seconds an event stays in history.")] = None,
+    heartbeat: Annotated[float | None, typer.Option(help="SSE comment interval, s. [15]")] = None,
+    ping_interval: Annotated[float | None, typer.Option(help="WebSocket ping interval, s. [30]")] = None,
+    queue_size: Annotated[int | None, typer.Option(help="Per-connection queue, events. [1000]")] = None,
+    slow_consumer: Annotated[str | None, typer.Option(help="disconnect or drop. [disconnect]")] = None,
+    jwt_secret: Annotated[str | None, typer.Option(help="HS256 shared secret.")] = None,
+    jwt_public_key: Annotated[str | None, typer.Option(help="PEM public key file.")] = None,
+    jwks_file: Annotated[str | None, typer.Option(help="JWKS file.")] = None,
+    api_key: Annotated[list[str] | None, typer.Option(help="NAME=KEY, repeatable.")] = None,
+    allowed_origin: Annotated[list[str] | None, typer.Option(help="Allowed Origin, repeatable.")] = None,
+    max_connections: Annotated[int | None, typer.Option(help="Per process. [10000]")] = None,
+    connection_rate: Annotated[int | None, typer.Option(help="New streams per IP per minute.")] = None,
+    max_connection_age: Annotated[float | None, typer.Option(help="Close streams after s.")] = None,
+    allow_anonymous: Annotated[
+        bool | None, typer.Option("--allow-anonymous", help="Open mode on a public address.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (needs a shared broker). [1]")] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json. [text]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level. [info]")] = None,
+    config: Annotated[str | None, typer.Option(help="TOML file with the same keys.")] = None,
+) -> None:
+    """Run a hub (in-memory by default; dashboard at http://127.0.0.1:8000/)."""
+    try:
+        settings = load_settings(
+            config_file=config,
+            environ=os.environ,
+            host=host,
+            port=port,
+            broker=broker,
+            store=store,
+            history_size=history_size,
+            history_ttl=history_ttl,
+            heartbeat=heartbeat,
+            ping_interval=ping_interval,
+            queue_size=queue_size,
+            slow_consumer=slow_consumer,
+            jwt_secret=jwt_secret,
+            jwt_public_key=jwt_public_key,
+            jwks_file=jwks_file,
+            api_keys=parse_api_keys(api_key) if api_key else None,
+            allowed_origins=tuple(allowed_origin) if allowed_origin else None,
+            max_connections=max_connections,
+            connection_rate=connection_rate,
+            max_connection_age=max_connection_age,
+            allow_anonymous=allow_anonymous,
+            workers=workers,
+            log_format=log_format,
+            log_level=log_level,
+        )
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]tidings: invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+    problem = startup_problem(settings)
+    if problem:
+        err.print(f"[red]tidings:[/red] {problem}")
+        raise typer.Exit(2)
+    from tidings.server import run
+
+    run(settings)
+
+
+def startup_problem(settings: Settings) -> str | None:
+    """Why these settings must not be served, or ``None``."""
+    if settings.open_mode and not settings.allow_anonymous and not _is_loopback(settings.host):
+        return (
+            f"refusing to serve {settings.host} in open mode: anyone could subscribe and "
+            "publish. Configure --jwt-secret or --api-key, or pass --allow-anonymous."
+        )
+    if settings.workers > 1 and settings.broker.startswith("memory"):
+        return (
+            "--workers needs a shared broker (--broker redis://…): with the memory broker "
+            "each worker would be a separate hub and events would not cross between them."
+        )
+    return None
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+@app.command()
+def publish(
+    channel: Annotated[str, typer.Argument(help="Channel to publish to.")],
+    data: Annotated[str, typer.Argument(help="JSON data, or - to read it from stdin.")] = "null",
+    type: Annotated[str, typer.Option("--type", "-t", help="Event type.")] = "message",  # noqa: A002
+    url: Annotated[str, typer.Option(help="Hub URL.", envvar="TIDINGS_URL")] = DEFAULT_URL,
+    token: Annotated[str | None, typer.Option(help="Bearer token or API key.", envvar="TIDINGS_TOKEN")] = None,
+) -> None:
+    """Publish one event and print it as stored."""
+    raw = sys.stdin.read() if data == "-" else data
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = raw  # a bare word is published as a JSON string
+    try:
+        response = httpx.post(
+            url.rstrip("/") + "/api/v1/publish",
+            json={"channel": channel, "type": type, "data": value},
+            headers=_headers(token),
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        err.print(f"[red]tidings: cannot reach {url}:[/red] {type_name(exc)}")
+        raise typer.Exit(1) from None
+    if response.status_code != 201:
+        err.print(f"[red]tidings: {response.status_code}[/red] {_error_text(response)}")
+        raise typer.Exit(1)
+    print(response.text)
+
+
+def type_name(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        error = response.json()["error"]
+        return f"{error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+@app.command()
+def listen(
+    channels: Annotated[list[str], typer.Argument(help="Channels to follow.")],
+    since: Annotated[str | None, typer.Option(help="Resume after this event id / cursor.")] = None,
+    type: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only these types.")] = None,  # noqa: A002
+    url: Annotated[str, typer.Option(help="Hub URL.", envvar="TIDINGS_URL")] = DEFAULT_URL,
+    token: Annotated[str | None, typer.Option(help="Bearer token.", envvar="TIDINGS_TOKEN")] = None,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print raw JSON lines.")] = False,
+    count: Annotated[int | None, typer.Option(help="Exit after this many events.")] = None,
+) -> None:
+    """Tail channels live (over SSE), resuming by itself when the stream drops."""
+    from tidings.tail import tail
+
+    try:
+        asyncio.run(
+            tail(
+                url,
+                channels,
+                since=since,
+                types=type or [],
+                token=token,
+                json_lines=json_lines,
+                count=count,
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return app(args=argv)

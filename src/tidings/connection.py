@@ -1,0 +1,158 @@
+"""One live stream connection: its session, its identity, and the pump that drains it.
+
+A :class:`Connection` does not know its transport. The SSE and WebSocket endpoints give
+it a function that writes a batch of frames and a function that answers timer ticks
+(heartbeat, ping); the connection pumps frames from its session into the first and
+stops when the session is closed. When a session is closed while the transport is
+stuck writing (a client that stopped reading), the pump is cancelled after
+``close_timeout`` so that a dead peer can never hold the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from tidings.core.events import format_timestamp
+from tidings.core.session import Frame, Session, SlowConsumerPolicy, State, Wire
+from tidings.identity import Identity
+
+if TYPE_CHECKING:
+    from tidings.hub import Hub
+
+__all__ = ["Connection", "Transport"]
+
+log = logging.getLogger("tidings.connection")
+
+Transport = Literal["sse", "websocket"]
+
+
+class Connection:
+    """A connection's bookkeeping; see the module docstring."""
+
+    close_timeout = 2.0
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        transport: Transport,
+        wire: Wire,
+        identity: Identity,
+        remote: str | None,
+        max_frames: int,
+        max_bytes: int,
+        slow_consumer: SlowConsumerPolicy,
+    ) -> None:
+        self.hub = hub
+        self.id = secrets.token_urlsafe(9)
+        self.transport: Transport = transport
+        self.identity = identity
+        self.remote = remote
+        self.connected_at = format_timestamp(datetime.now(UTC))
+        self.session = Session(
+            wire,
+            max_frames=max_frames,
+            max_bytes=max_bytes,
+            slow_consumer=slow_consumer,
+            on_ready=self._wake,
+        )
+        self.ready = asyncio.Event()
+        self.last_seen = time.monotonic()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+        self._abort_armed = False
+
+    @property
+    def client_id(self) -> str | None:
+        return self.identity.client_id
+
+    def log_extra(self) -> dict[str, Any]:
+        return {"connection_id": self.id, "transport": self.transport}
+
+    def _wake(self) -> None:
+        self.ready.set()
+        if (
+            self.session.state is State.CLOSING
+            and self._pump_task is not None
+            and not self._abort_armed
+        ):
+            self._abort_armed = True
+            # Give the transport a moment to send the disconnect frame; a peer that does
+            # not read by then is cut off.
+            loop = self._pump_task.get_loop()
+            self._timers.append(loop.call_later(self.close_timeout, self._abort))
+
+    def _abort(self) -> None:
+        task = self._pump_task
+        if task is not None and not task.done():
+            log.info("connection did not drain in time; cutting it off", extra=self.log_extra())
+            task.cancel()
+
+    def close(self, reason: str) -> None:
+        """Ask the connection to end: the client gets a ``disconnect`` with ``reason``."""
+        if self.session.alive:
+            log.info("closing connection", extra={**self.log_extra(), "reason": reason})
+            self.session.close(reason)
+
+    def close_at(self, when: float, reason: str) -> None:
+        """Close with ``reason`` at Unix time ``when`` (token expiry, maximum age)."""
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, when - time.time())
+        self._timers.append(loop.call_later(delay, self.close, reason))
+
+    async def pump(
+        self,
+        send_frames: Callable[[list[Frame]], Awaitable[None]],
+        *,
+        tick: float,
+        on_tick: Callable[[], None],
+    ) -> None:
+        """Send queued frames until the session is closed; call ``on_tick`` when idle."""
+        self._pump_task = asyncio.current_task()
+        session = self.session
+        ready = self.ready
+        try:
+            while True:
+                if not ready.is_set():
+                    try:
+                        async with asyncio.timeout(tick):
+                            await ready.wait()
+                    except TimeoutError:
+                        on_tick()
+                        continue
+                ready.clear()
+                frames = session.take_frames()
+                if frames:
+                    await send_frames(frames)
+                if session.state is not State.OPEN and session.state is not State.CONNECTING:
+                    if not len(session.outbox):
+                        return
+        finally:
+            self._pump_task = None
+
+    def release(self) -> None:
+        """Drop timers and mark the session closed. Called once the transport is gone."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        self.session.closed()
+
+    def info(self) -> dict[str, Any]:
+        """The entry of ``GET /api/v1/connections``."""
+        return {
+            "id": self.id,
+            "client_id": self.identity.client_id,
+            "tenant": self.identity.tenant,
+            "transport": self.transport,
+            "remote": self.remote,
+            "channels": sorted(self.session.subscriptions),
+            "connected_at": self.connected_at,
+            "queued": len(self.session.outbox),
+            "state": self.session.state.value,
+        }

@@ -1,0 +1,78 @@
+"""The two wire formats a :class:`~tidings.core.session.Session` renders frames in."""
+
+from __future__ import annotations
+
+import orjson
+
+from tidings.core import protocol, sse
+from tidings.core.events import EncodedEvent, Position
+from tidings.core.session import Session
+
+__all__ = ["SSEWire", "WebSocketWire"]
+
+
+class SSEWire:
+    """SPEC §4 frames. Each event's ``id:`` is the stream's resume cursor."""
+
+    def __init__(self, *, plain: bool = False) -> None:
+        self.plain = plain
+
+    def event(self, encoded: EncodedEvent, session: Session) -> bytes:
+        if len(session.subscriptions) == 1:
+            # The cursor of a one-channel stream is the event's id: no per-event work.
+            cursor = encoded.event.id
+        else:
+            cursor = session.cursor()
+        return b"id: " + cursor.encode() + b"\n" + encoded.sse_body(plain=self.plain)
+
+    def subscribed(
+        self, channel: str, recovered: bool, position: Position, rid: str | int | None
+    ) -> None:
+        return None
+
+    def unsubscribed(self, channel: str, rid: str | int | None) -> None:
+        return None
+
+    def reset(self, channel: str, reason: str, position: Position) -> bytes:
+        data = orjson.dumps({"channel": channel, "reason": reason, "position": str(position)})
+        return sse.frame(event="reset", data=data.decode())
+
+    def disconnect(self, reason: str) -> bytes:
+        message = protocol.disconnect_message(reason)
+        del message["type"]
+        return sse.frame(event="disconnect", data=orjson.dumps(message).decode())
+
+    def position(self, session: Session) -> bytes | None:
+        # An id-only frame sets the browser's Last-Event-ID without dispatching an event,
+        # so a stream that has not received anything yet still resumes exactly.
+        if not session.subscriptions:
+            return None
+        return sse.frame(id=session.cursor())
+
+
+class WebSocketWire:
+    """SPEC §5 messages, one JSON object per text frame."""
+
+    def event(self, encoded: EncodedEvent, session: Session) -> str:
+        return encoded.ws_text
+
+    def subscribed(
+        self, channel: str, recovered: bool, position: Position, rid: str | int | None
+    ) -> str:
+        return protocol.encode(
+            protocol.subscribed_message(
+                channel, recovered=recovered, position=str(position), rid=rid
+            )
+        )
+
+    def unsubscribed(self, channel: str, rid: str | int | None) -> str:
+        return protocol.encode(protocol.unsubscribed_message(channel, rid))
+
+    def reset(self, channel: str, reason: str, position: Position) -> str:
+        return protocol.encode(protocol.reset_message(channel, reason, str(position)))
+
+    def disconnect(self, reason: str) -> str:
+        return protocol.encode(protocol.disconnect_message(reason))
+
+    def position(self, session: Session) -> None:
+        return None

@@ -1,0 +1,76 @@
+"""What the hub does with each parsed WebSocket client message (SPEC §5).
+
+Replies are queued on the connection's session like any other frame, so they keep
+their order relative to events and obey the same bounds.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from tidings.connection import Connection
+from tidings.core import protocol
+from tidings.core.events import format_timestamp
+from tidings.errors import Forbidden, NotFound, TidingsError
+from tidings.hub import Hub, Publication
+
+__all__ = ["dispatch", "error_frame"]
+
+log = logging.getLogger("tidings.dispatch")
+
+
+def _now() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def error_frame(exc: TidingsError) -> str:
+    return protocol.encode(protocol.error_message(exc.code, exc.message, exc.request_id))
+
+
+def _reply(connection: Connection, message: dict[str, object]) -> None:
+    connection.session.push_control(protocol.encode(message))
+
+
+async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMessage) -> None:
+    """Carry out one client message; raise :class:`TidingsError` for the client's mistakes."""
+    identity = connection.identity
+    match message:
+        case protocol.Subscribe(channel, since, types, rid):
+            if not identity.may_subscribe(channel):
+                raise Forbidden(f"not allowed to subscribe to {channel!r}", request_id=rid)
+            await hub.subscribe(connection, channel, types=types, since=since, request_id=rid)
+        case protocol.Unsubscribe(channel, rid):
+            hub.unsubscribe(connection, channel, request_id=rid)
+        case protocol.Publish(channel, event_type, data, rid):
+            if not identity.may_publish(channel):
+                raise Forbidden(f"not allowed to publish to {channel!r}", request_id=rid)
+            try:
+                event = await hub.publish(channel, event_type, data)
+            except TidingsError as exc:
+                exc.request_id = rid
+                raise
+            _reply(connection, protocol.published_message(event.to_dict(), rid))
+        case protocol.Ping(rid):
+            _reply(connection, protocol.pong_message(_now(), rid))
+        case protocol.Pong():
+            pass  # any message counts as a sign of life; the transport noted it
+        case protocol.Refresh(_, rid):
+            raise TidingsError(
+                "this hub has no token verification configured", code="auth_disabled", request_id=rid
+            )
+        case protocol.Command(name, args, rid):
+            handler = hub.command_handler(name)
+            if handler is None:
+                raise NotFound(f"unknown command {name[:100]!r}", code="unknown_command", request_id=rid)
+            try:
+                result = await handler(identity, args)
+            except TidingsError as exc:
+                exc.request_id = rid
+                raise
+            except Exception:
+                log.exception("command %r failed", name[:100], extra=connection.log_extra())
+                raise TidingsError(
+                    "the command failed", code="command_failed", request_id=rid
+                ) from None
+            _reply(connection, protocol.result_message(result, rid))

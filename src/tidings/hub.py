@@ -1,0 +1,502 @@
+"""The hub: publishing, the local channel registry, and fan-out, written once.
+
+Publishing validates an event, has the store assign its position (and keep it in
+history), then hands it to the broker, which brings it back to :meth:`Hub._on_event` on
+every node. There the hub looks up the local subscribers of the channel and gives each
+session the same :class:`~tidings.core.events.EncodedEvent`; sessions only queue frames,
+so fan-out never waits for a socket and a slow client never slows anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from tidings.backends import broker_from_url, store_from_url
+from tidings.backends.base import Broker, NewEvent, Store, StoreLimits
+from tidings.connection import Connection, Transport
+from tidings.core.channels import validate_channel, validate_type
+from tidings.core.events import EncodedEvent, Event, format_timestamp
+from tidings.core.history import HistoryPage
+from tidings.core.session import Wire
+from tidings.errors import (
+    InvalidEvent,
+    LimitExceeded,
+    NotFound,
+    TidingsError,
+    TooLarge,
+    Unavailable,
+)
+from tidings.identity import Identity
+from tidings.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+__all__ = ["CommandHandler", "Hub", "Publication"]
+
+log = logging.getLogger("tidings.hub")
+
+CommandHandler = Callable[[Identity, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One event to publish, as the HTTP API and the embedding API take it."""
+
+    channel: str
+    type: str = "message"
+    data: Any = None
+    idempotency_key: str | None = None
+
+
+@dataclass(slots=True)
+class _Counters:
+    published: int = 0
+    delivered_closed: int = 0
+    dropped_closed: int = 0
+    slow_consumer_disconnects: int = 0
+    connections_opened: int = 0
+    nowait_failed: int = 0
+
+
+class Hub:
+    """A tidings hub. Embed it, or let ``tidings serve`` run it.
+
+    ::
+
+        hub = Hub(Settings(history_size=500))
+        app.mount("/realtime", hub.asgi_app())
+        await hub.publish("alerts", "disk_full", {"host": "db1"})
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        broker: Broker | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        limits = StoreLimits(
+            history_size=self.settings.history_size, history_ttl=self.settings.history_ttl
+        )
+        self.store: Store = store or store_from_url(self.settings.store, limits)
+        self.broker: Broker = broker or broker_from_url(self.settings.broker)
+        self.counters = _Counters()
+        self.connections: dict[str, Connection] = {}
+        self._channels: dict[str, set[Connection]] = {}
+        self._commands: dict[str, CommandHandler] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
+        self._stopping = False
+        self._nowait: deque[Publication] = deque()
+        self._nowait_wake: asyncio.Event | None = None
+        self._nowait_task: asyncio.Task[None] | None = None
+        self._nowait_limit = 10_000
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        """Connect the backends. Idempotent."""
+        if self._started:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        await self.broker.start(self._on_event, self._on_control)
+        self._nowait_wake = asyncio.Event()
+        self._nowait_task = asyncio.create_task(self._drain_nowait(), name="tidings-nowait")
+        self._started = True
+        log.info("hub started (store %s, broker %s)", _scheme(self.settings.store), _scheme(self.settings.broker))
+
+    async def stop(self, *, timeout: float = 3.0) -> None:
+        """Close every connection with ``server_shutdown``, then the backends. Idempotent."""
+        if not self._started:
+            return
+        await self.close_connections("server_shutdown", timeout=timeout)
+        self._started = False
+        if self._nowait_task is not None:
+            self._nowait_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._nowait_task
+            self._nowait_task = None
+        await self.broker.close()
+        await self.store.close()
+        log.info("hub stopped")
+
+    async def close_connections(self, reason: str, *, timeout: float = 3.0) -> None:
+        """Send every connection ``disconnect`` with ``reason`` and wait for them to end."""
+        self._stopping = True
+        for connection in list(self.connections.values()):
+            connection.close(reason)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.02)  # transports finish on their own tasks; poll briefly
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def _validate(self, publication: Publication) -> NewEvent:
+        channel = validate_channel(publication.channel)
+        event_type = validate_type(publication.type)
+        try:
+            size = len(orjson.dumps(publication.data))
+        except TypeError as exc:
+            raise InvalidEvent(f"data is not JSON-serialisable: {exc}") from None
+        if size > self.settings.max_event_size:
+            raise TooLarge(
+                f"event data is {size} bytes, over the limit of {self.settings.max_event_size}",
+                code="event_too_large",
+            )
+        key = publication.idempotency_key
+        if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+            raise InvalidEvent("idempotency_key must be 1-200 characters")
+        return NewEvent(
+            channel, event_type, publication.data, format_timestamp(datetime.now(UTC)), key
+        )
+
+    async def publish(
+        self,
+        channel: str,
+        type: str = "message",  # noqa: A002 - SPEC's name for the event type
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        """Publish one event; return it as stored. Never waits for subscribers."""
+        (event,) = await self.publish_many([Publication(channel, type, data, idempotency_key)])
+        return event
+
+    async def publish_many(self, publications: Sequence[Publication]) -> list[Event]:
+        """Publish a batch in order; all are validated before any is stored."""
+        if len(publications) > self.settings.max_batch_size:
+            raise TooLarge(
+                f"a batch holds at most {self.settings.max_batch_size} events",
+                code="batch_too_large",
+            )
+        if not self._started:
+            raise Unavailable("the hub is not started")
+        new = [self._validate(p) for p in publications]
+        try:
+            stored = await self.store.append(new)
+        except TidingsError:
+            raise
+        except Exception as exc:
+            log.warning("store append failed: %s", type(exc).__name__)
+            raise Unavailable("the store cannot be reached; nothing was published") from None
+        fresh = [event for event, created in stored if created]
+        if fresh:
+            try:
+                await self.broker.publish(fresh)
+            except TidingsError:
+                raise
+            except Exception as exc:
+                log.warning("broker publish failed: %s", type(exc).__name__)
+                raise Unavailable("the broker cannot be reached") from None
+            self.counters.published += len(fresh)
+        return [event for event, _ in stored]
+
+    def publish_nowait(
+        self,
+        channel: str,
+        type: str = "message",  # noqa: A002 - SPEC's name for the event type
+        data: Any = None,
+    ) -> None:
+        """Fire-and-forget publish, safe from sync code and from any thread.
+
+        Events are published in call order by one background task. A failure (invalid
+        event, backend down, hub not started, backlog of 10,000 full) is logged and
+        counted, never raised into the caller.
+        """
+        loop = self._loop
+        if loop is None or not self._started:
+            self.counters.nowait_failed += 1
+            log.warning("publish_nowait before the hub started; event dropped")
+            return
+        publication = Publication(channel, type, data)
+        with self._lock:
+            if len(self._nowait) >= self._nowait_limit:
+                self.counters.nowait_failed += 1
+                log.warning("publish_nowait backlog is full; event dropped")
+                return
+            self._nowait.append(publication)
+        wake = self._nowait_wake
+        if wake is None:  # pragma: no cover - set in start()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set()
+        else:
+            loop.call_soon_threadsafe(wake.set)
+
+    async def _drain_nowait(self) -> None:
+        wake = self._nowait_wake
+        assert wake is not None
+        while True:
+            await wake.wait()
+            wake.clear()
+            while True:
+                with self._lock:
+                    if not self._nowait:
+                        break
+                    publication = self._nowait.popleft()
+                try:
+                    await self.publish_many([publication])
+                except Exception as exc:
+                    self.counters.nowait_failed += 1
+                    log.warning(
+                        "publish_nowait failed: %s",
+                        exc if isinstance(exc, TidingsError) else type(exc).__name__,
+                        extra={"channel": getattr(publication, "channel", None)},
+                    )
+
+    # -- fan-out -----------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        subscribers = self._channels.get(event.channel)
+        if not subscribers:
+            return
+        encoded = EncodedEvent(event)
+        for connection in subscribers:
+            connection.session.deliver(encoded)
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        """Cluster-wide control messages (targeted disconnects); extended by later work."""
+        if message.get("type") == "disconnect_client":
+            client_id = message.get("client_id")
+            reason = str(message.get("reason", "disconnected"))
+            for connection in list(self.connections.values()):
+                if connection.client_id == client_id:
+                    connection.close(reason)
+
+    # -- connections and subscriptions -------------------------------------------------
+
+    def open_connection(
+        self,
+        *,
+        transport: Transport,
+        wire: Wire,
+        identity: Identity,
+        remote: str | None,
+    ) -> Connection:
+        """Register a new connection, or raise when a connection limit is hit."""
+        if self._stopping or not self._started:
+            raise Unavailable("the hub is shutting down")
+        if len(self.connections) >= self.settings.max_connections:
+            raise LimitExceeded(
+                "the hub is at its connection limit", code="too_many_connections", retry_after=5
+            )
+        client_id = identity.client_id
+        if client_id is not None:
+            same = sum(1 for c in self.connections.values() if c.client_id == client_id)
+            if same >= self.settings.max_connections_per_client:
+                raise LimitExceeded(
+                    "this client has too many connections",
+                    code="too_many_connections",
+                    retry_after=5,
+                )
+        connection = Connection(
+            self,
+            transport=transport,
+            wire=wire,
+            identity=identity,
+            remote=remote,
+            max_frames=self.settings.queue_size,
+            max_bytes=self.settings.queue_bytes,
+            slow_consumer=self.settings.slow_consumer,
+        )
+        connection.session.open()
+        self.connections[connection.id] = connection
+        self.counters.connections_opened += 1
+        if self.settings.max_connection_age is not None:
+            connection.close_at(time.time() + self.settings.max_connection_age, "max_age")
+        log.info(
+            "connected",
+            extra={**connection.log_extra(), "client_id": client_id or "-"},
+        )
+        return connection
+
+    def close_connection(self, connection: Connection) -> None:
+        """Forget a connection whose transport has ended. Idempotent."""
+        if self.connections.pop(connection.id, None) is None:
+            return
+        session = connection.session
+        for channel in list(session.subscriptions):
+            self._forget(connection, channel)
+        self.counters.delivered_closed += session.delivered
+        self.counters.dropped_closed += session.dropped
+        if session.close_reason == "slow_consumer":
+            self.counters.slow_consumer_disconnects += 1
+        log.info(
+            "disconnected",
+            extra={**connection.log_extra(), "reason": session.close_reason or "client_gone"},
+        )
+        connection.release()
+
+    def _forget(self, connection: Connection, channel: str) -> None:
+        subscribers = self._channels.get(channel)
+        if subscribers is not None:
+            subscribers.discard(connection)
+            if not subscribers:
+                del self._channels[channel]
+
+    async def subscribe(
+        self,
+        connection: Connection,
+        channel: str,
+        *,
+        types: frozenset[str] | None = None,
+        since: str | None = None,
+        request_id: str | int | None = None,
+    ) -> None:
+        """Subscribe ``connection`` to ``channel``, recovering from ``since`` if given.
+
+        The connection is registered for live events *before* history is read; the
+        session buffers those until the history arrives and then drops the overlap, so
+        resume has no gap and no duplicate.
+        """
+        session = connection.session
+        if (
+            channel not in session.subscriptions
+            and len(session.subscriptions) >= self.settings.max_subscriptions
+        ):
+            raise LimitExceeded(
+                f"a connection may follow at most {self.settings.max_subscriptions} channels",
+                code="too_many_subscriptions",
+                request_id=request_id,
+            )
+        session.begin_subscribe(channel, types=types, since=since, request_id=request_id)
+        self._channels.setdefault(channel, set()).add(connection)
+        limit = self.settings.history_size if since is not None else 0
+        try:
+            page = await self.store.read(channel, since=since, limit=limit)
+        except Exception as exc:
+            session.subscriptions.pop(channel, None)
+            self._forget(connection, channel)
+            log.warning("store read failed: %s", type(exc).__name__, extra=connection.log_extra())
+            raise Unavailable("history cannot be read right now", request_id=request_id) from None
+        session.finish_subscribe(channel, page)
+
+    def unsubscribe(
+        self, connection: Connection, channel: str, *, request_id: str | int | None = None
+    ) -> None:
+        if not connection.session.unsubscribe(channel, request_id):
+            raise NotFound(
+                f"not subscribed to {channel!r}", code="not_subscribed", request_id=request_id
+            )
+        self._forget(connection, channel)
+
+    async def history(
+        self, channel: str, *, since: str | None = None, limit: int = 100
+    ) -> HistoryPage:
+        """Events of ``channel`` after ``since`` (or the newest ``limit``), oldest first."""
+        validate_channel(channel)
+        try:
+            return await self.store.read(channel, since=since, limit=limit)
+        except TidingsError:
+            raise
+        except Exception as exc:
+            log.warning("store read failed: %s", type(exc).__name__)
+            raise Unavailable("history cannot be read right now") from None
+
+    # -- commands -------------------------------------------------------------------------
+
+    def command(self, name: str) -> Callable[[CommandHandler], CommandHandler]:
+        """Register an async command handler: ``@hub.command("job.cancel")``."""
+
+        def register(handler: CommandHandler) -> CommandHandler:
+            self._commands[name] = handler
+            return handler
+
+        return register
+
+    def command_handler(self, name: str) -> CommandHandler | None:
+        return self._commands.get(name)
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def channel_stats(self) -> list[dict[str, Any]]:
+        """Channels with local subscribers, busiest first."""
+        rows = [
+            {"channel": channel, "subscribers": len(subs)} for channel, subs in self._channels.items()
+        ]
+        rows.sort(key=lambda row: (-int(row["subscribers"]), str(row["channel"])))
+        return rows
+
+    def presence(self, channel: str) -> dict[str, Any]:
+        validate_channel(channel)
+        subscribers = self._channels.get(channel, set())
+        clients = sorted({c.client_id for c in subscribers if c.client_id is not None})
+        return {"channel": channel, "connections": len(subscribers), "clients": clients}
+
+    def subscriptions_count(self) -> int:
+        return sum(len(subs) for subs in self._channels.values())
+
+    def delivered_total(self) -> int:
+        return self.counters.delivered_closed + sum(
+            c.session.delivered for c in self.connections.values()
+        )
+
+    def dropped_total(self) -> int:
+        return self.counters.dropped_closed + sum(
+            c.session.dropped for c in self.connections.values()
+        )
+
+    def connections_by_transport(self) -> dict[str, int]:
+        counts = {"sse": 0, "websocket": 0}
+        for connection in self.connections.values():
+            counts[connection.transport] += 1
+        return counts
+
+    def clients(self, client_id: str) -> Iterable[Connection]:
+        return [c for c in self.connections.values() if c.client_id == client_id]
+
+    async def ready(self) -> dict[str, str]:
+        """Check the store and broker; raise :class:`Unavailable` naming the one that failed."""
+        for name, backend in (("store", self.store), ("broker", self.broker)):
+            try:
+                await asyncio.wait_for(backend.ping(), timeout=2.0)
+            except Exception:
+                raise Unavailable(f"the {name} cannot be reached") from None
+        return {"store": "ok", "broker": "ok"}
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    def asgi_app(self) -> ASGIApp:
+        """The hub's HTTP, SSE and WebSocket endpoints as one ASGI app.
+
+        Mount it inside an existing app (``app.mount("/realtime", hub.asgi_app())``); its
+        lifespan starts and stops the hub when the hub is not started otherwise.
+        """
+        from tidings.api.app import build_app
+
+        return build_app(self)
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0] or url

@@ -1,0 +1,47 @@
+"""Who is on the other end of a connection or request, and what they may do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings.core.channels import channel_matches
+
+__all__ = ["ANONYMOUS", "Identity"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A verified client identity. ``None`` patterns mean "anything" (open mode)."""
+
+    client_id: str | None = None
+    tenant: str | None = None
+    admin: bool = False
+    subscribe: tuple[str, ...] | None = None
+    publish: tuple[str, ...] | None = None
+    #: Unix time at which the credential expires, if it does.
+    expires_at: float | None = None
+    token_id: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    def _tenant_allows(self, channel: str) -> bool:
+        return self.tenant is None or channel.startswith(f"tenant:{self.tenant}/")
+
+    def may_subscribe(self, channel: str) -> bool:
+        if not self._tenant_allows(channel):
+            return False
+        if self.client_id is not None and channel == f"client:{self.client_id}":
+            return True
+        patterns = self.subscribe
+        return patterns is None or any(channel_matches(channel, p) for p in patterns)
+
+    def may_publish(self, channel: str) -> bool:
+        if not self._tenant_allows(channel):
+            return False
+        patterns = self.publish
+        return patterns is None or any(channel_matches(channel, p) for p in patterns)
+
+
+#: The identity of every request in open mode: anyone may do anything.
+ANONYMOUS = Identity(admin=True)

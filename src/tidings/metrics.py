@@ -1,0 +1,83 @@
+"""Prometheus metrics, read from the hub's own counters at scrape time.
+
+Nothing is counted on the hot path for metrics' sake: sessions count what they
+deliver anyway, and this collector adds them up when ``/metrics`` is scraped. Each hub
+has its own registry, so several hubs in one process (tests, embedding) never collide.
+Labels never carry client ids, tokens or keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from tidings.hub import Hub
+
+__all__ = ["CONTENT_TYPE", "HubCollector", "render_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class HubCollector(Collector):
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        connections = GaugeMetricFamily(
+            "tidings_connections", "Open stream connections.", labels=["transport"]
+        )
+        for transport, count in hub.connections_by_transport().items():
+            connections.add_metric([transport], count)
+        yield connections
+        yield GaugeMetricFamily(
+            "tidings_subscriptions", "Channel subscriptions of open connections.",
+            value=hub.subscriptions_count(),
+        )
+        yield GaugeMetricFamily(
+            "tidings_channels", "Channels with local subscribers.", value=len(hub.channel_stats())
+        )
+        yield GaugeMetricFamily(
+            "tidings_queued_frames", "Frames waiting in connection queues.",
+            value=sum(len(c.session.outbox) for c in hub.connections.values()),
+        )
+        counters = hub.counters
+        yield CounterMetricFamily(
+            "tidings_events_published", "Events stored and handed to the broker.",
+            value=counters.published,
+        )
+        yield CounterMetricFamily(
+            "tidings_events_delivered", "Event frames queued to connections.",
+            value=hub.delivered_total(),
+        )
+        yield CounterMetricFamily(
+            "tidings_events_dropped", "Events dropped by the drop slow-consumer policy.",
+            value=hub.dropped_total(),
+        )
+        yield CounterMetricFamily(
+            "tidings_slow_consumer_disconnects", "Connections closed as slow consumers.",
+            value=counters.slow_consumer_disconnects,
+        )
+        yield CounterMetricFamily(
+            "tidings_connections_opened", "Stream connections accepted.",
+            value=counters.connections_opened,
+        )
+        yield CounterMetricFamily(
+            "tidings_publish_nowait_failures", "Fire-and-forget publishes that failed.",
+            value=counters.nowait_failed,
+        )
+
+
+def render_metrics(hub: Hub, registry: CollectorRegistry) -> bytes:
+    return bytes(generate_latest(registry))
+
+
+def make_registry(hub: Hub) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(HubCollector(hub))
+    return registry

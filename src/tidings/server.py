@@ -1,0 +1,94 @@
+"""Running a hub under uvicorn, with the shutdown SPEC §2 promises.
+
+On SIGTERM or SIGINT every stream gets ``disconnect`` with ``server_shutdown`` first
+(uvicorn alone would wait for streaming responses that never end), then uvicorn closes
+the listening socket and the process exits within a few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import uvicorn
+
+from tidings.hub import Hub
+from tidings.logs import configure_logging
+from tidings.settings import Settings
+
+__all__ = ["HubServer", "build_config", "run"]
+
+log = logging.getLogger("tidings.server")
+
+
+class HubServer(uvicorn.Server):
+    """A uvicorn server that closes the hub's streams before it drains connections."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        log.info("shutting down: closing streams with server_shutdown")
+        await self.hub.close_connections("server_shutdown", timeout=2.0)
+        await super().shutdown(sockets=sockets)
+
+
+def build_config(hub: Hub, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "lifespan": "on",
+        "log_config": None,
+        "access_log": False,
+        "ws_max_size": settings.max_message_size,
+        # The hub sends its own JSON pings and closes stale clients itself.
+        "ws_ping_interval": None,
+        "ws_ping_timeout": None,
+        "ws_per_message_deflate": False,
+        "timeout_graceful_shutdown": 2,
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    options.update(overrides)
+    return uvicorn.Config(hub.asgi_app(), **options)
+
+
+def run(settings: Settings) -> None:
+    """Serve ``settings`` until interrupted (``tidings serve``)."""
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.workers > 1:
+        # Each worker builds its own hub from the same settings (shared broker).
+        config = uvicorn.Config(
+            "tidings.server:worker_app",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            ws_max_size=settings.max_message_size,
+            ws_ping_interval=None,
+            ws_ping_timeout=None,
+            ws_per_message_deflate=False,
+            timeout_graceful_shutdown=2,
+        )
+        _WORKER_SETTINGS.append(settings)
+        uvicorn.Server(config).run()
+        return
+    hub = Hub(settings)
+    server = HubServer(build_config(hub, settings), hub)
+    log.info(
+        "tidings serving on http://%s:%s/ (store %s, broker %s)",
+        settings.host,
+        settings.port,
+        settings.store,
+        settings.broker,
+    )
+    server.run()
+
+
+_WORKER_SETTINGS: list[Settings] = []
+
+
+def worker_app() -> Any:  # pragma: no cover - exercised by the multi-worker tests
+    return Hub(_WORKER_SETTINGS[-1]).asgi_app()

@@ -1,0 +1,129 @@
+"""Settings: one frozen object, built once at the edge and passed down.
+
+Sources, lowest precedence first: defaults, a TOML file (``--config``), ``TIDINGS_*``
+environment variables, then explicit values (CLI flags or keyword arguments). Only
+:func:`load_settings` looks at an environment, and only the mapping it is handed; every
+other module receives a :class:`Settings` or plain keyword arguments.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "TIDINGS_"
+
+
+class Settings(BaseModel):
+    """Every setting of a hub, with its default. Field names are the TOML keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="listen address")
+    port: int = Field(8000, ge=0, le=65535, description="listen port")
+    broker: str = Field("memory://", description="memory:// or redis://… for a cluster")
+    store: str = Field("memory://", description="memory://, sqlite:///path, redis://…")
+    history_size: int = Field(100, ge=0, le=1_000_000, description="events kept per channel")
+    history_ttl: float | None = Field(None, gt=0, description="seconds an event stays in history")
+    heartbeat: float = Field(15.0, gt=0, description="SSE comment interval, seconds")
+    sse_retry: int = Field(3000, ge=0, description="SSE retry hint sent to clients, ms")
+    ping_interval: float = Field(30.0, gt=0, description="WebSocket ping interval, seconds")
+    queue_size: int = Field(1000, ge=1, description="per-connection outgoing queue, events")
+    queue_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="per-connection queue, bytes")
+    slow_consumer: Literal["disconnect", "drop"] = Field(
+        "disconnect", description="what to do with a connection whose queue is full"
+    )
+    max_connection_age: float | None = Field(
+        None, gt=0, description="seconds after which streams are closed to rebalance"
+    )
+    jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret")
+    jwt_public_key: str | None = Field(None, description="PEM file for RS256/ES256")
+    jwks_file: str | None = Field(None, description="JWKS file for RS256/ES256")
+    api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="publisher API keys, NAME=KEY"
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        (), description="extra origins allowed for SSE and WebSocket"
+    )
+    max_connections: int = Field(10_000, ge=1, description="stream connections per process")
+    max_connections_per_client: int = Field(100, ge=1, description="per client id")
+    max_subscriptions: int = Field(100, ge=1, description="channels per connection")
+    max_event_size: int = Field(64 * 1024, ge=16, description="serialised event data, bytes")
+    max_batch_size: int = Field(1000, ge=1, description="events per publish batch")
+    max_body_size: int = Field(8 * 1024 * 1024, ge=1024, description="HTTP request body, bytes")
+    max_message_size: int = Field(64 * 1024, ge=1024, description="WebSocket message, bytes")
+    connection_rate: int = Field(600, ge=1, description="new stream connections per IP per minute")
+    publish_rate: float = Field(1000.0, gt=0, description="publishes per client per second")
+    allow_anonymous: bool = Field(False, description="open mode on a non-loopback address")
+    workers: int = Field(1, ge=1, description="processes (needs a shared broker)")
+    log_format: Literal["text", "json"] = Field("text", description="log line format")
+    log_level: str = Field("info", description="log level")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"critical", "error", "warning", "info", "debug"}:
+            raise ValueError("log_level must be critical, error, warning, info or debug")
+        return value
+
+    @property
+    def open_mode(self) -> bool:
+        """No secret, key or API key configured: everyone may subscribe and publish."""
+        return not (self.jwt_secret or self.jwt_public_key or self.jwks_file or self.api_keys)
+
+
+def _from_env(name: str, raw: str) -> Any:
+    """Environment values are strings: split the few fields that hold several."""
+    if name == "api_keys":
+        return dict(_pair(item) for item in raw.split(",") if item.strip())
+    if name == "allowed_origins":
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if raw == "" and name in {"history_ttl", "max_connection_age"}:
+        return None
+    return raw
+
+
+def _pair(item: str) -> tuple[str, str]:
+    name, sep, key = item.strip().partition("=")
+    if not sep or not name or not key:
+        raise ValueError("API keys are given as NAME=KEY")
+    return name, key
+
+
+def parse_api_keys(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["NAME=KEY", …]`` as given on the command line, to a mapping."""
+    return dict(_pair(item) for item in items)
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from a TOML file, an environment mapping, and explicit values.
+
+    ``None`` in ``overrides`` means "not given", so CLI flags left unset fall through to
+    the environment, the file, then the default. The TOML file holds the field names as
+    top-level keys or under a ``[tidings]`` table.
+    """
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        with open(config_file, "rb") as handle:
+            loaded = tomllib.load(handle)
+        table = loaded.get("tidings", loaded)
+        data.update({key.replace("-", "_"): value for key, value in table.items()})
+    if environ is not None:
+        for name in Settings.model_fields:
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                data[name] = _from_env(name, raw)
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    return Settings.model_validate(data)

@@ -1,0 +1,91 @@
+"""``tidings listen``: a pretty live tail over SSE that resumes by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from datetime import datetime
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+from rich.console import Console
+from rich.markup import escape
+
+from tidings.core.sse import SSEDecoder
+
+__all__ = ["tail"]
+
+console = Console(highlight=False)
+
+
+def _line(message_data: str) -> str:
+    event = orjson.loads(message_data)
+    stamp = str(event.get("timestamp", ""))
+    try:
+        shown = datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%H:%M:%S.%f")[:-3]
+    except ValueError:
+        shown = stamp
+    data = orjson.dumps(event.get("data")).decode()
+    return (
+        f"[dim]{shown}[/dim] [cyan]{escape(str(event.get('channel')))}[/cyan] "
+        f"[bold]{escape(str(event.get('type')))}[/bold] {escape(data)}"
+    )
+
+
+async def tail(
+    url: str,
+    channels: Sequence[str],
+    *,
+    since: str | None = None,
+    types: Sequence[str] = (),
+    token: str | None = None,
+    json_lines: bool = False,
+    count: int | None = None,
+    max_delay: float = 30.0,
+) -> None:
+    """Print events of ``channels`` until interrupted or ``count`` events were shown."""
+    query = urlencode([("channel", c) for c in channels] + [("type", t) for t in types])
+    stream_url = url.rstrip("/") + "/api/v1/events?" + query
+    cursor = since
+    shown = 0
+    failures = 0
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as client:
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            if cursor:
+                headers["Last-Event-ID"] = cursor
+            try:
+                async with client.stream("GET", stream_url, headers=headers) as response:
+                    if response.status_code != 200:
+                        body = (await response.aread()).decode(errors="replace")[:300]
+                        console.print(f"[red]{response.status_code}[/red] {escape(body)}")
+                        if 400 <= response.status_code < 500 and response.status_code != 429:
+                            return
+                        raise httpx.TransportError("refused")
+                    failures = 0
+                    decoder = SSEDecoder()
+                    async for chunk in response.aiter_bytes():
+                        for message in decoder.feed(chunk):
+                            if message.event == "reset":
+                                console.print(f"[yellow]reset[/yellow] {escape(message.data)}")
+                            elif message.event == "disconnect":
+                                console.print(f"[yellow]disconnect[/yellow] {escape(message.data)}")
+                            elif json_lines:
+                                print(message.data, flush=True)
+                                shown += 1
+                            else:
+                                console.print(_line(message.data))
+                                shown += 1
+                            if count is not None and shown >= count:
+                                return
+                        cursor = decoder.last_event_id or cursor
+            except httpx.HTTPError:
+                pass
+            failures += 1
+            delay = min(max_delay, 2 ** min(failures - 1, 5)) * random.uniform(0.5, 1.0)
+            console.print(f"[yellow]stream lost; reconnecting in {delay:.1f}s[/yellow]")
+            await asyncio.sleep(delay)

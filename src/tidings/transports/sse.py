@@ -1,0 +1,149 @@
+"""The Server-Sent Events endpoint (SPEC §4) as a raw ASGI app.
+
+Headers and the ``retry:`` frame go out at once; then the stream's subscriptions are
+made (recovering from ``Last-Event-ID`` / ``?last_event_id=``), an ``id:``-only frame
+records the stream's position, and the connection's pump writes whatever its session
+queues, batched into one body chunk per wake-up. A comment line keeps idle streams
+alive. The stream ends when the client goes away or the session is closed (after its
+``disconnect`` frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from starlette.types import Message, Receive, Scope, Send
+
+from tidings.connection import Connection
+from tidings.core import sse
+from tidings.core.cursor import decode_cursor
+from tidings.core.session import Frame
+from tidings.core.wire import SSEWire
+from tidings.api.errors import send_error
+from tidings.errors import BadRequest, LimitExceeded, TidingsError
+from tidings.hub import Hub
+from tidings.transports.common import (
+    StreamRequest,
+    authenticate,
+    check_subscribe,
+    read_stream_request,
+    remote_address,
+)
+
+__all__ = ["SSEEndpoint"]
+
+log = logging.getLogger("tidings.sse")
+
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+    (b"connection", b"keep-alive"),
+]
+
+
+class SSEEndpoint:
+    """``GET /api/v1/events`` and ``GET /api/v1/channels/{channel}/events/stream``."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+        try:
+            request = read_stream_request(scope)
+            if not request.channels:
+                raise BadRequest("give at least one ?channel=", code="missing_channel")
+            if len(request.channels) > hub.settings.max_subscriptions:
+                raise LimitExceeded(
+                    f"a stream may follow at most {hub.settings.max_subscriptions} channels",
+                    code="too_many_subscriptions",
+                )
+            identity = authenticate(scope)
+            check_subscribe(identity, request.channels)
+            connection = hub.open_connection(
+                transport="sse",
+                wire=SSEWire(plain=request.plain),
+                identity=identity,
+                remote=remote_address(scope),
+            )
+        except TidingsError as exc:
+            await send_error(send, exc)
+            return
+        try:
+            await self._stream(connection, request.channels, request, receive, send)
+        finally:
+            hub.close_connection(connection)
+
+    async def _stream(
+        self,
+        connection: Connection,
+        channels: tuple[str, ...],
+        request: StreamRequest,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        hub = self.hub
+        settings = hub.settings
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": sse.frame(retry=settings.sse_retry) + sse.comment("connected " + connection.id),
+                "more_body": True,
+            }
+        )
+        session = connection.session
+        since = (
+            decode_cursor(request.last_event_id, channels)
+            if request.last_event_id is not None
+            else dict.fromkeys(channels)
+        )
+        try:
+            for channel in channels:
+                await hub.subscribe(
+                    connection, channel, types=request.types, since=since[channel]
+                )
+        except TidingsError as exc:
+            connection.close("unavailable" if exc.status == 503 else exc.code)
+        session.mark_position()
+
+        heartbeat = sse.comment("ping")
+        last_write = time.monotonic()
+
+        async def send_frames(frames: list[Frame]) -> None:
+            nonlocal last_write
+            body = b"".join(f if isinstance(f, bytes) else f.encode() for f in frames)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            last_write = time.monotonic()
+
+        def on_tick() -> None:
+            if time.monotonic() - last_write >= settings.heartbeat * 0.9:
+                session.push_control(heartbeat)
+
+        pump = asyncio.create_task(
+            connection.pump(send_frames, tick=settings.heartbeat, on_tick=on_tick)
+        )
+        gone = asyncio.create_task(_wait_for_disconnect(receive))
+        try:
+            done, _ = await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, gone):
+                task.cancel()
+            for task in (pump, gone):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if pump in done and not gone.done():
+            # The session ended (its disconnect frame is out): end the response cleanly.
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return
