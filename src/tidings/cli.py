@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import sys
@@ -45,23 +46,37 @@ def serve(
     broker: Annotated[str | None, typer.Option(help="memory:// or redis://…")] = None,
     store: Annotated[str | None, typer.Option(help="memory://, sqlite:///path, redis://…")] = None,
     history_size: Annotated[int | None, typer.Option(help="Events kept per channel. [100]")] = None,
-    history_ttl: Annotated[float | None, typer.Option(help="Seconds an event stays in history.")] = None,
+    history_ttl: Annotated[
+        float | None, typer.Option(help="Seconds an event stays in history.")
+    ] = None,
     heartbeat: Annotated[float | None, typer.Option(help="SSE comment interval, s. [15]")] = None,
-    ping_interval: Annotated[float | None, typer.Option(help="WebSocket ping interval, s. [30]")] = None,
-    queue_size: Annotated[int | None, typer.Option(help="Per-connection queue, events. [1000]")] = None,
-    slow_consumer: Annotated[str | None, typer.Option(help="disconnect or drop. [disconnect]")] = None,
+    ping_interval: Annotated[
+        float | None, typer.Option(help="WebSocket ping interval, s. [30]")
+    ] = None,
+    queue_size: Annotated[
+        int | None, typer.Option(help="Per-connection queue, events. [1000]")
+    ] = None,
+    slow_consumer: Annotated[
+        str | None, typer.Option(help="disconnect or drop. [disconnect]")
+    ] = None,
     jwt_secret: Annotated[str | None, typer.Option(help="HS256 shared secret.")] = None,
     jwt_public_key: Annotated[str | None, typer.Option(help="PEM public key file.")] = None,
     jwks_file: Annotated[str | None, typer.Option(help="JWKS file.")] = None,
     api_key: Annotated[list[str] | None, typer.Option(help="NAME=KEY, repeatable.")] = None,
-    allowed_origin: Annotated[list[str] | None, typer.Option(help="Allowed Origin, repeatable.")] = None,
+    allowed_origin: Annotated[
+        list[str] | None, typer.Option(help="Allowed Origin, repeatable.")
+    ] = None,
     max_connections: Annotated[int | None, typer.Option(help="Per process. [10000]")] = None,
-    connection_rate: Annotated[int | None, typer.Option(help="New streams per IP per minute.")] = None,
+    connection_rate: Annotated[
+        int | None, typer.Option(help="New streams per IP per minute.")
+    ] = None,
     max_connection_age: Annotated[float | None, typer.Option(help="Close streams after s.")] = None,
     allow_anonymous: Annotated[
         bool | None, typer.Option("--allow-anonymous", help="Open mode on a public address.")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes (needs a shared broker). [1]")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes (needs a shared broker). [1]")
+    ] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json. [text]")] = None,
     log_level: Annotated[str | None, typer.Option(help="Log level. [info]")] = None,
     config: Annotated[str | None, typer.Option(help="TOML file with the same keys.")] = None,
@@ -131,7 +146,9 @@ def publish(
     data: Annotated[str, typer.Argument(help="JSON data, or - to read it from stdin.")] = "null",
     type: Annotated[str, typer.Option("--type", "-t", help="Event type.")] = "message",  # noqa: A002
     url: Annotated[str, typer.Option(help="Hub URL.", envvar="TIDINGS_URL")] = DEFAULT_URL,
-    token: Annotated[str | None, typer.Option(help="Bearer token or API key.", envvar="TIDINGS_TOKEN")] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token or API key.", envvar="TIDINGS_TOKEN")
+    ] = None,
 ) -> None:
     """Publish one event and print it as stored."""
     raw = sys.stdin.read() if data == "-" else data
@@ -171,7 +188,9 @@ def _error_text(response: httpx.Response) -> str:
 def listen(
     channels: Annotated[list[str], typer.Argument(help="Channels to follow.")],
     since: Annotated[str | None, typer.Option(help="Resume after this event id / cursor.")] = None,
-    type: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only these types.")] = None,  # noqa: A002
+    type: Annotated[  # noqa: A002 - the flag is --type
+        list[str] | None, typer.Option("--type", "-t", help="Only these types.")
+    ] = None,
     url: Annotated[str, typer.Option(help="Hub URL.", envvar="TIDINGS_URL")] = DEFAULT_URL,
     token: Annotated[str | None, typer.Option(help="Bearer token.", envvar="TIDINGS_TOKEN")] = None,
     json_lines: Annotated[bool, typer.Option("--json", help="Print raw JSON lines.")] = False,
@@ -180,7 +199,7 @@ def listen(
     """Tail channels live (over SSE), resuming by itself when the stream drops."""
     from tidings.tail import tail
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             tail(
                 url,
@@ -192,8 +211,6 @@ def listen(
                 count=count,
             )
         )
-    except KeyboardInterrupt:
-        pass
 
 
 def main(argv: list[str] | None = None) -> Any:

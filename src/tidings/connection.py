@@ -130,9 +130,8 @@ class Connection:
                 frames = session.take_frames()
                 if frames:
                     await send_frames(frames)
-                if session.state is not State.OPEN and session.state is not State.CONNECTING:
-                    if not len(session.outbox):
-                        return
+                if not session.alive and not len(session.outbox):
+                    return
         finally:
             self._pump_task = None
 

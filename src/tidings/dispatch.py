@@ -13,7 +13,7 @@ from tidings.connection import Connection
 from tidings.core import protocol
 from tidings.core.events import format_timestamp
 from tidings.errors import Forbidden, NotFound, TidingsError
-from tidings.hub import Hub, Publication
+from tidings.hub import Hub
 
 __all__ = ["dispatch", "error_frame"]
 
@@ -57,12 +57,16 @@ async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMes
             pass  # any message counts as a sign of life; the transport noted it
         case protocol.Refresh(_, rid):
             raise TidingsError(
-                "this hub has no token verification configured", code="auth_disabled", request_id=rid
+                "this hub has no token verification configured",
+                code="auth_disabled",
+                request_id=rid,
             )
         case protocol.Command(name, args, rid):
             handler = hub.command_handler(name)
             if handler is None:
-                raise NotFound(f"unknown command {name[:100]!r}", code="unknown_command", request_id=rid)
+                raise NotFound(
+                    f"unknown command {name[:100]!r}", code="unknown_command", request_id=rid
+                )
             try:
                 result = await handler(identity, args)
             except TidingsError as exc:

@@ -105,6 +105,7 @@ class Hub:
         self._nowait_task: asyncio.Task[None] | None = None
         self._nowait_limit = 10_000
         self._lock = threading.Lock()
+        self._all_closed = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -129,13 +130,17 @@ class Hub:
         self._nowait_wake = asyncio.Event()
         self._nowait_task = asyncio.create_task(self._drain_nowait(), name="tidings-nowait")
         self._started = True
-        log.info("hub started (store %s, broker %s)", _scheme(self.settings.store), _scheme(self.settings.broker))
+        log.info(
+            "hub started (store %s, broker %s)",
+            _scheme(self.settings.store),
+            _scheme(self.settings.broker),
+        )
 
-    async def stop(self, *, timeout: float = 3.0) -> None:
+    async def stop(self, *, grace: float = 3.0) -> None:
         """Close every connection with ``server_shutdown``, then the backends. Idempotent."""
         if not self._started:
             return
-        await self.close_connections("server_shutdown", timeout=timeout)
+        await self.close_connections("server_shutdown", grace=grace)
         self._started = False
         if self._nowait_task is not None:
             self._nowait_task.cancel()
@@ -146,15 +151,19 @@ class Hub:
         await self.store.close()
         log.info("hub stopped")
 
-    async def close_connections(self, reason: str, *, timeout: float = 3.0) -> None:
-        """Send every connection ``disconnect`` with ``reason`` and wait for them to end."""
+    async def close_connections(self, reason: str, *, grace: float = 3.0) -> None:
+        """Send every connection ``disconnect`` with ``reason``; wait up to ``grace`` s.
+
+        New connections are refused from here on.
+        """
         self._stopping = True
         for connection in list(self.connections.values()):
             connection.close(reason)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.connections and loop.time() < deadline:
-            await asyncio.sleep(0.02)  # transports finish on their own tasks; poll briefly
+        if self.connections:
+            self._all_closed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._all_closed.wait()
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -345,6 +354,8 @@ class Hub:
         """Forget a connection whose transport has ended. Idempotent."""
         if self.connections.pop(connection.id, None) is None:
             return
+        if not self.connections:
+            self._all_closed.set()
         session = connection.session
         for channel in list(session.subscriptions):
             self._forget(connection, channel)
@@ -442,11 +453,11 @@ class Hub:
 
     def channel_stats(self) -> list[dict[str, Any]]:
         """Channels with local subscribers, busiest first."""
-        rows = [
-            {"channel": channel, "subscribers": len(subs)} for channel, subs in self._channels.items()
-        ]
-        rows.sort(key=lambda row: (-int(row["subscribers"]), str(row["channel"])))
-        return rows
+        counts = sorted(
+            ((channel, len(subs)) for channel, subs in self._channels.items()),
+            key=lambda item: (-item[1], item[0]),
+        )
+        return [{"channel": channel, "subscribers": count} for channel, count in counts]
 
     def presence(self, channel: str) -> dict[str, Any]:
         validate_channel(channel)

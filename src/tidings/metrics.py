@@ -36,39 +36,47 @@ class HubCollector(Collector):
             connections.add_metric([transport], count)
         yield connections
         yield GaugeMetricFamily(
-            "tidings_subscriptions", "Channel subscriptions of open connections.",
+            "tidings_subscriptions",
+            "Channel subscriptions of open connections.",
             value=hub.subscriptions_count(),
         )
         yield GaugeMetricFamily(
             "tidings_channels", "Channels with local subscribers.", value=len(hub.channel_stats())
         )
         yield GaugeMetricFamily(
-            "tidings_queued_frames", "Frames waiting in connection queues.",
+            "tidings_queued_frames",
+            "Frames waiting in connection queues.",
             value=sum(len(c.session.outbox) for c in hub.connections.values()),
         )
         counters = hub.counters
         yield CounterMetricFamily(
-            "tidings_events_published", "Events stored and handed to the broker.",
+            "tidings_events_published",
+            "Events stored and handed to the broker.",
             value=counters.published,
         )
         yield CounterMetricFamily(
-            "tidings_events_delivered", "Event frames queued to connections.",
+            "tidings_events_delivered",
+            "Event frames queued to connections.",
             value=hub.delivered_total(),
         )
         yield CounterMetricFamily(
-            "tidings_events_dropped", "Events dropped by the drop slow-consumer policy.",
+            "tidings_events_dropped",
+            "Events dropped by the drop slow-consumer policy.",
             value=hub.dropped_total(),
         )
         yield CounterMetricFamily(
-            "tidings_slow_consumer_disconnects", "Connections closed as slow consumers.",
+            "tidings_slow_consumer_disconnects",
+            "Connections closed as slow consumers.",
             value=counters.slow_consumer_disconnects,
         )
         yield CounterMetricFamily(
-            "tidings_connections_opened", "Stream connections accepted.",
+            "tidings_connections_opened",
+            "Stream connections accepted.",
             value=counters.connections_opened,
         )
         yield CounterMetricFamily(
-            "tidings_publish_nowait_failures", "Fire-and-forget publishes that failed.",
+            "tidings_publish_nowait_failures",
+            "Fire-and-forget publishes that failed.",
             value=counters.nowait_failed,
         )
 

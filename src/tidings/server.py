@@ -30,7 +30,7 @@ class HubServer(uvicorn.Server):
 
     async def shutdown(self, sockets: Any = None) -> None:
         log.info("shutting down: closing streams with server_shutdown")
-        await self.hub.close_connections("server_shutdown", timeout=2.0)
+        await self.hub.close_connections("server_shutdown", grace=2.0)
         await super().shutdown(sockets=sockets)
 
 

@@ -16,7 +16,7 @@ retry: 3000
 
 id: 3fa2c1-41
 event: client_connected
-data: {"id":"3fa2c1-41","channel":"network:wlan0","type":"client_connected","data":{...},"timestamp":"..."}
+data: {"id":"3fa2c1-41","channel":"network:wlan0","type":"client_connected",...}
 
 : ping
 ```
@@ -34,7 +34,7 @@ data: {"id":"3fa2c1-41","channel":"network:wlan0","type":"client_connected","dat
 
 Reconnection: EventSource reconnects by itself after `retry` ms and resends
 `Last-Event-ID`. Other clients should do the same, with exponential backoff and
-jitter (1 s, ×2, at most 30 s) after repeated failures.
+jitter (1 s, x2, at most 30 s) after repeated failures.
 
 ```sh
 curl -N 'http://127.0.0.1:8000/api/v1/events?channel=alerts'
@@ -108,15 +108,30 @@ _SSE_GET: dict[str, Any] = {
     "description": _SSE_DESCRIPTION,
     "parameters": [
         *_stream_params(),
-        {"name": "last_event_id", "in": "query", "schema": {"type": "string"},
-         "description": "resume cursor (same as the Last-Event-ID header)"},
-        {"name": "plain", "in": "query", "schema": {"type": "boolean"},
-         "description": "leave out `event:` lines"},
-        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"},
-         "description": "resume cursor, as browsers send it"},
+        {
+            "name": "last_event_id",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "resume cursor (same as the Last-Event-ID header)",
+        },
+        {
+            "name": "plain",
+            "in": "query",
+            "schema": {"type": "boolean"},
+            "description": "leave out `event:` lines",
+        },
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "resume cursor, as browsers send it",
+        },
     ],
     "responses": {
-        "200": {"description": "the stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        "200": {
+            "description": "the stream",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
         "400": {"description": "invalid channel or type"},
         "429": {"description": "connection limit reached"},
     },

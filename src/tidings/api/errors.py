@@ -80,9 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         first = fields[0] if fields else {"loc": [], "message": "invalid request"}
         where = ".".join(str(part) for part in first["loc"] if part != "body") or "request"
-        return error_response(
-            400, "invalid_request", f"{where}: {first['message']}", fields=fields
-        )
+        return error_response(400, "invalid_request", f"{where}: {first['message']}", fields=fields)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -23,7 +23,9 @@ class PublishRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: str = Field(description="channel name", examples=["network:wlan0"])
-    type: str = Field("message", description="application event type", examples=["client_connected"])
+    type: str = Field(
+        "message", description="application event type", examples=["client_connected"]
+    )
     data: Any = Field(description="any JSON value, at most 64 KiB serialised")
     idempotency_key: str | None = Field(
         None, description="the same key within 5 minutes returns the first stored event"

@@ -34,7 +34,8 @@ async def read_json_body(request: Request, limit: int) -> Any:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(
-            f"send the body as JSON with Content-Type: application/json (got {media[:60] or 'none'!r})"
+            "send the body as JSON with Content-Type: application/json "
+            f"(got {media[:60] or 'none'!r})"
         )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -55,8 +56,7 @@ async def read_json_body(request: Request, limit: int) -> Any:
 def _validation_error(exc: ValidationError) -> BadRequest:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
-    error = BadRequest(f"{where}: {first['msg']}", code="invalid_request")
-    return error
+    return BadRequest(f"{where}: {first['msg']}", code="invalid_request")
 
 
 _PUBLISH_BODY = {
@@ -70,7 +70,9 @@ _PUBLISH_BODY = {
                 ]
             },
             "examples": {
-                "one": {"value": {"channel": "alerts", "type": "disk_full", "data": {"host": "db1"}}},
+                "one": {
+                    "value": {"channel": "alerts", "type": "disk_full", "data": {"host": "db1"}}
+                },
                 "batch": {
                     "value": {
                         "events": [
@@ -97,7 +99,7 @@ def build_router(hub: Hub) -> APIRouter:
         summary="Publish one event or a batch",
         openapi_extra={"requestBody": _PUBLISH_BODY},
         responses={
-            201: {"description": "the stored event, or `{\"events\": [...]}` for a batch"},
+            201: {"description": 'the stored event, or `{"events": [...]}` for a batch'},
             400: {"description": "invalid JSON, channel, type or fields"},
             413: {"description": "body, event or batch over its limit"},
             415: {"description": "the body is not JSON"},
@@ -110,8 +112,7 @@ def build_router(hub: Hub) -> APIRouter:
             events = body.get("events")
             if isinstance(events, list) and len(events) > settings.max_batch_size:
                 raise TooLarge(
-                    f"a batch holds at most {settings.max_batch_size} events "
-                    f"(got {len(events)})",
+                    f"a batch holds at most {settings.max_batch_size} events (got {len(events)})",
                     code="batch_too_large",
                 )
             try:
@@ -128,7 +129,9 @@ def build_router(hub: Hub) -> APIRouter:
             one = PublishRequest.model_validate(body)
         except ValidationError as exc:
             raise _validation_error(exc) from None
-        event = await hub.publish(one.channel, one.type, one.data, idempotency_key=one.idempotency_key)
+        event = await hub.publish(
+            one.channel, one.type, one.data, idempotency_key=one.idempotency_key
+        )
         return _json(event.to_dict(), 201)
 
     @router.get(
@@ -161,14 +164,18 @@ def build_router(hub: Hub) -> APIRouter:
         return _json(hub.presence(channel))
 
     @router.get(
-        "/api/v1/channels", response_model=ChannelList, tags=["admin"],
+        "/api/v1/channels",
+        response_model=ChannelList,
+        tags=["admin"],
         summary="Channels with subscriber counts",
     )
     async def channels() -> Response:
         return _json({"channels": hub.channel_stats()})
 
     @router.get(
-        "/api/v1/connections", response_model=ConnectionList, tags=["admin"],
+        "/api/v1/connections",
+        response_model=ConnectionList,
+        tags=["admin"],
         summary="Live connections",
     )
     async def connections() -> Response:
@@ -179,7 +186,9 @@ def build_router(hub: Hub) -> APIRouter:
         return _json({"status": "ok"})
 
     @router.get(
-        "/ready", tags=["operations"], summary="Readiness: store and broker reachable",
+        "/ready",
+        tags=["operations"],
+        summary="Readiness: store and broker reachable",
         responses={503: {"description": "a backend is unreachable"}},
     )
     async def ready() -> Response:

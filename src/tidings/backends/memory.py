@@ -92,7 +92,9 @@ class MemoryStore:
             stored.append((event, True))
         return stored
 
-    async def read(self, channel: str, *, since: str | None = None, limit: int = 100) -> HistoryPage:
+    async def read(
+        self, channel: str, *, since: str | None = None, limit: int = 100
+    ) -> HistoryPage:
         history = self._channels.get(channel) or _ChannelHistory()
         self._expire(history, self._clock())
         top = Position(self.epoch, history.offset)

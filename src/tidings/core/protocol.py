@@ -136,7 +136,7 @@ ClientMessage = Subscribe | Unsubscribe | Publish | Ping | Pong | Refresh | Comm
 
 def _request_id(raw: dict[str, Any]) -> RequestId:
     value = raw.get("id")
-    if value is None or isinstance(value, str | int) and not isinstance(value, bool):
+    if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
         if isinstance(value, str) and len(value) > 100:
             raise ProtocolError("id must be at most 100 characters", code="invalid_id")
         return value
@@ -223,9 +223,7 @@ def parse(message: str | bytes) -> ClientMessage:
             raise ProtocolError("'args' must be an object", code="invalid_field", request_id=rid)
         return Command(name, args, rid)
     shown = kind if isinstance(kind, str) and len(kind) <= 40 else "?"
-    raise ProtocolError(
-        f"unknown message type {shown!r}", code="unknown_type", request_id=rid
-    )
+    raise ProtocolError(f"unknown message type {shown!r}", code="unknown_type", request_id=rid)
 
 
 # --- server -> client -------------------------------------------------------------

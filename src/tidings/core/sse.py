@@ -131,9 +131,8 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self._id_buffer = value
-        elif name == "retry":
-            if value.isdigit() and value.isascii():
-                self.retry = int(value)
+        elif name == "retry" and value.isdigit() and value.isascii():
+            self.retry = int(value)
         return None
 
     def _dispatch(self) -> SSEMessage | None:

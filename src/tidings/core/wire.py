@@ -18,11 +18,9 @@ class SSEWire:
         self.plain = plain
 
     def event(self, encoded: EncodedEvent, session: Session) -> bytes:
-        if len(session.subscriptions) == 1:
-            # The cursor of a one-channel stream is the event's id: no per-event work.
-            cursor = encoded.event.id
-        else:
-            cursor = session.cursor()
+        # The cursor of a one-channel stream is the event's id: no per-event work.
+        single = len(session.subscriptions) == 1
+        cursor = encoded.event.id if single else session.cursor()
         return b"id: " + cursor.encode() + b"\n" + encoded.sse_body(plain=self.plain)
 
     def subscribed(

@@ -44,7 +44,9 @@ def _unique(values: Iterable[str]) -> tuple[str, ...]:
 
 def read_stream_request(scope: Scope) -> StreamRequest:
     """Parse channels, types and the resume position from a stream request."""
-    query = tuple(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    query = tuple(
+        parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    )
     channels = [value for key, value in query if key == "channel"]
     path_channel = scope.get("path_params", {}).get("channel")
     if path_channel is not None:

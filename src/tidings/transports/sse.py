@@ -17,12 +17,12 @@ import time
 
 from starlette.types import Message, Receive, Scope, Send
 
+from tidings.api.errors import send_error
 from tidings.connection import Connection
 from tidings.core import sse
 from tidings.core.cursor import decode_cursor
 from tidings.core.session import Frame
 from tidings.core.wire import SSEWire
-from tidings.api.errors import send_error
 from tidings.errors import BadRequest, LimitExceeded, TidingsError
 from tidings.hub import Hub
 from tidings.transports.common import (
@@ -92,7 +92,8 @@ class SSEEndpoint:
         await send(
             {
                 "type": "http.response.body",
-                "body": sse.frame(retry=settings.sse_retry) + sse.comment("connected " + connection.id),
+                "body": sse.frame(retry=settings.sse_retry)
+                + sse.comment("connected " + connection.id),
                 "more_body": True,
             }
         )
@@ -104,9 +105,7 @@ class SSEEndpoint:
         )
         try:
             for channel in channels:
-                await hub.subscribe(
-                    connection, channel, types=request.types, since=since[channel]
-                )
+                await hub.subscribe(connection, channel, types=request.types, since=since[channel])
         except TidingsError as exc:
             connection.close("unavailable" if exc.status == 503 else exc.code)
         session.mark_position()

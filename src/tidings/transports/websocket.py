@@ -52,9 +52,7 @@ class WebSocketEndpoint:
             identity = authenticate(scope)
             check_subscribe(identity, request.channels)
             if len(request.channels) > hub.settings.max_subscriptions:
-                raise TidingsError(
-                    "too many channels in the query", code="too_many_subscriptions"
-                )
+                raise TidingsError("too many channels in the query", code="too_many_subscriptions")
             connection = hub.open_connection(
                 transport="websocket",
                 wire=WebSocketWire(),
@@ -144,7 +142,7 @@ class WebSocketEndpoint:
         while True:
             message = await receive()
             if message["type"] == "websocket.disconnect":
-                return
+                return None
             connection.last_seen = time.monotonic()
             payload: str | bytes | None = message.get("text")
             if payload is None:
@@ -173,6 +171,8 @@ async def _refuse(send: Send, exc: TidingsError) -> None:
     # handshake, but they do see the close code and reason.
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.send", "text": error_frame(exc)})
-    reason = {401: "unauthorized", 403: "forbidden", 429: "rate_limited"}.get(exc.status, "bad_request")
+    reason = {401: "unauthorized", 403: "forbidden", 429: "rate_limited"}.get(
+        exc.status, "bad_request"
+    )
     code = protocol.close_code_for(reason)
     await send({"type": "websocket.close", "code": int(code), "reason": exc.message[:120]})

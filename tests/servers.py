@@ -1,0 +1,112 @@
+"""Real servers for tests: a hub under uvicorn on a free port, in the test's event loop,
+or as a separate ``tidings serve`` process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tidings.hub import Hub
+from tidings.server import HubServer, build_config
+from tidings.settings import Settings
+
+
+@dataclass
+class RunningHub:
+    hub: Hub
+    server: HubServer
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running_hub(hub: Hub | None = None, **settings: Any) -> AsyncIterator[RunningHub]:
+    """Serve a hub on a free port of 127.0.0.1 until the block ends."""
+    hub = hub or Hub(Settings(**settings))
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    server = HubServer(build_config(hub, hub.settings, port=port, log_level="warning"), hub)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        yield RunningHub(hub, server, port)
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await task
+        sock.close()
+
+
+def free_port() -> int:
+    with free_socket() as sock:
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class HubProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+
+def start_process(
+    *args: str, port: int | None = None, env: dict[str, str] | None = None
+) -> HubProcess:
+    """Start ``tidings serve`` in its own process and wait until ``/health`` answers."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tidings", "serve", "--port", str(port), *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"tidings serve exited with {process.returncode}: {out}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                return HubProcess(process, port)
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("tidings serve did not become healthy in 20 s")
