@@ -136,9 +136,11 @@ class SSEEndpoint:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         if pump in done and not gone.done():
-            # The session ended (its disconnect frame is out): end the response cleanly.
+            # The session ended (its disconnect frame is out): end the response cleanly,
+            # but never wait on a peer that stopped reading.
             with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                async with asyncio.timeout(connection.close_timeout):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

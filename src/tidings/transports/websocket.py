@@ -119,10 +119,17 @@ class WebSocketEndpoint:
                     await task
         if pump in done and session.close_reason is not None:
             code = protocol.close_code_for(session.close_reason)
+            # A peer that stopped reading leaves the transport paused, and send() would
+            # wait for it forever: bound the close, the server closes the socket anyway.
             with contextlib.suppress(Exception):
-                await send(
-                    {"type": "websocket.close", "code": int(code), "reason": session.close_reason}
-                )
+                async with asyncio.timeout(connection.close_timeout):
+                    await send(
+                        {
+                            "type": "websocket.close",
+                            "code": int(code),
+                            "reason": session.close_reason,
+                        }
+                    )
 
     async def _read(
         self,
