@@ -1,0 +1,152 @@
+"""The JSON API of SPEC §3 over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import websockets
+
+from tests.servers import RunningHub, running_hub
+
+
+async def test_publish_single_and_batch(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        one = await http.post("/api/v1/publish", json={"channel": "c", "data": {"a": 1}})
+        assert one.status_code == 201
+        event = one.json()
+        assert set(event) == {"id", "channel", "type", "data", "timestamp"}
+        assert event["type"] == "message"
+        batch = await http.post(
+            "/api/v1/publish",
+            json={"events": [{"channel": "c", "type": "t", "data": n} for n in range(3)]},
+        )
+        assert batch.status_code == 201
+        events = batch.json()["events"]
+        assert [e["data"] for e in events] == [0, 1, 2]
+        assert len({e["id"] for e in events} | {event["id"]}) == 4
+
+
+async def test_idempotency_key_returns_the_first_event(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        body = {"channel": "c", "data": 1, "idempotency_key": "order-42"}
+        first = (await http.post("/api/v1/publish", json=body)).json()
+        again = await http.post("/api/v1/publish", json={**body, "data": 2})
+        assert again.status_code == 201
+        assert again.json() == first
+        history = (await http.get("/api/v1/channels/c/history")).json()
+        assert [e["id"] for e in history["events"]] == [first["id"]]
+
+
+async def test_history_since_limit_and_completeness() -> None:
+    async with running_hub(history_size=10) as served:
+        async with httpx.AsyncClient(base_url=served.url) as http:
+            ids = []
+            for n in range(15):
+                response = await http.post("/api/v1/publish", json={"channel": "h/x", "data": n})
+                ids.append(response.json()["id"])
+            newest = (await http.get("/api/v1/channels/h/x/history", params={"limit": 3})).json()
+            assert [e["data"] for e in newest["events"]] == [12, 13, 14]
+            assert newest["complete"] is True
+            assert newest["position"] == ids[-1]
+            after = (
+                await http.get("/api/v1/channels/h%2Fx/history", params={"since": ids[9]})
+            ).json()
+            assert [e["data"] for e in after["events"]] == [10, 11, 12, 13, 14]
+            assert after["complete"] is True
+            paged = (
+                await http.get("/api/v1/channels/h/x/history", params={"since": ids[9], "limit": 2})
+            ).json()
+            assert [e["data"] for e in paged["events"]] == [10, 11]
+            gone = (await http.get("/api/v1/channels/h/x/history", params={"since": ids[0]})).json()
+            assert gone["complete"] is False
+            assert [e["data"] for e in gone["events"]] == list(range(5, 15))
+            bad = await http.get("/api/v1/channels/bad channel/history")
+            assert bad.status_code == 400
+            assert bad.json()["error"]["code"] == "invalid_channel"
+
+
+async def test_channels_connections_and_presence(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        async with websockets.connect(served.ws_url + "/ws?channel=p1&channel=p2") as ws:
+            for _ in range(3):
+                await ws.recv()  # connected, subscribed x2
+            channels = (await http.get("/api/v1/channels")).json()["channels"]
+            assert {"channel": "p1", "subscribers": 1} in channels
+            connections = (await http.get("/api/v1/connections")).json()["connections"]
+            (connection,) = connections
+            assert connection["transport"] == "websocket"
+            assert connection["channels"] == ["p1", "p2"]
+            assert connection["remote"].startswith("127.0.0.1:")
+            presence = (await http.get("/api/v1/channels/p1/presence")).json()
+            assert presence == {"channel": "p1", "connections": 1, "clients": []}
+
+
+async def test_health_ready_metrics_and_request_ids(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        health = await http.get("/health")
+        assert health.json() == {"status": "ok"}
+        assert len(health.headers["x-request-id"]) == 16
+        echoed = await http.get("/health", headers={"X-Request-ID": "abc-123"})
+        assert echoed.headers["x-request-id"] == "abc-123"
+        ready = await http.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ready"
+        await http.post("/api/v1/publish", json={"channel": "m", "data": 1})
+        metrics = (await http.get("/metrics")).text
+        assert "tidings_events_published_total 1.0" in metrics
+        assert 'tidings_connections{transport="sse"} 0.0' in metrics
+        assert "tidings_slow_consumer_disconnects_total" in metrics
+
+
+async def test_ready_fails_when_a_backend_is_down(served: RunningHub) -> None:
+    async def broken() -> None:
+        raise ConnectionError("down")
+
+    served.hub.store.ping = broken  # type: ignore[method-assign]
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        ready = await http.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["error"]["message"] == "the store cannot be reached"
+
+
+async def test_openapi_documents_streams(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        schema = (await http.get("/openapi.json")).json()
+        for path in (
+            "/api/v1/publish",
+            "/api/v1/events",
+            "/ws",
+            "/api/v1/channels/{channel}/history",
+        ):
+            assert path in schema["paths"], path
+        sse = schema["paths"]["/api/v1/events"]["get"]
+        assert "text/event-stream" in sse["responses"]["200"]["content"]
+        assert "EventSource" in sse["description"]
+        assert "curl" in sse["description"]
+        assert "PublishRequest" in schema["components"]["schemas"]
+        docs = await http.get("/docs")
+        assert docs.status_code == 200
+        assert "swagger" in docs.text.lower()
+
+
+async def test_dashboard_is_served(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        page = await http.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "EventSource" in page.text
+
+
+async def test_publish_while_the_store_is_down_is_a_503_not_a_loss(served: RunningHub) -> None:
+    async def broken(events: object) -> object:
+        raise ConnectionError("down")
+
+    served.hub.store.append = broken  # type: ignore[method-assign, assignment]
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        response = await http.post("/api/v1/publish", json={"channel": "c", "data": 1})
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "unavailable"
+        await asyncio.sleep(0)
+        assert json.dumps(response.json()).count("Traceback") == 0
