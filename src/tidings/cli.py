@@ -136,6 +136,58 @@ def startup_problem(settings: Settings) -> str | None:
     return None
 
 
+_TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` to seconds."""
+    text = text.strip().lower()
+    unit = _TTL_UNITS.get(text[-1:]) if text else None
+    number = text[:-1] if unit else text
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise typer.BadParameter("use a number of seconds or 90s, 15m, 1h, 7d") from None
+    if value <= 0:
+        raise typer.BadParameter("the ttl must be positive")
+    return value
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option("--sub", help="Client id (the token's subject).")],
+    channel: Annotated[
+        list[str] | None, typer.Option("--channel", help="Pattern it may subscribe to.")
+    ] = None,
+    publish: Annotated[
+        list[str] | None, typer.Option("--publish", help="Pattern it may publish to.")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant it belongs to.")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May use the admin APIs.")] = False,
+    ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 15m, 1h, 7d.")] = "1h",
+    secret: Annotated[
+        str | None, typer.Option(help="HS256 secret.", envvar="TIDINGS_JWT_SECRET")
+    ] = None,
+) -> None:
+    """Mint an HS256 token for development (uses --secret or TIDINGS_JWT_SECRET)."""
+    from tidings.auth.tokens import mint_token
+
+    if not secret:
+        err.print("[red]tidings: give --secret or set TIDINGS_JWT_SECRET[/red]")
+        raise typer.Exit(2)
+    print(
+        mint_token(
+            secret,
+            sub=sub,
+            ttl=parse_ttl(ttl),
+            channels=channel or (),
+            publish=publish or (),
+            tenant=tenant,
+            admin=admin,
+        )
+    )
+
+
 def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 

@@ -67,6 +67,7 @@ class Connection:
         self._pump_task: asyncio.Task[None] | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._abort_armed = False
+        self._expiry: asyncio.TimerHandle | None = None
 
     @property
     def client_id(self) -> str | None:
@@ -99,6 +100,13 @@ class Connection:
         if self.session.alive:
             log.info("closing connection", extra={**self.log_extra(), "reason": reason})
             self.session.close(reason)
+
+    def expire_at(self, when: float) -> None:
+        """Close with ``token_expired`` at Unix time ``when``; replaces an earlier expiry."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(max(0.0, when - time.time()), self.close, "token_expired")
 
     def close_at(self, when: float, reason: str) -> None:
         """Close with ``reason`` at Unix time ``when`` (token expiry, maximum age)."""
@@ -140,6 +148,9 @@ class Connection:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         self.session.closed()
 
     def info(self) -> dict[str, Any]:

@@ -7,12 +7,14 @@ their order relative to events and obey the same bounds.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from tidings.auth.policy import authorize_publish
 from tidings.connection import Connection
 from tidings.core import protocol
 from tidings.core.events import format_timestamp
-from tidings.errors import Forbidden, NotFound, TidingsError
+from tidings.errors import Forbidden, NotFound, TidingsError, Unauthorized
 from tidings.hub import Hub
 
 __all__ = ["dispatch", "error_frame"]
@@ -43,8 +45,13 @@ async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMes
         case protocol.Unsubscribe(channel, rid):
             hub.unsubscribe(connection, channel, request_id=rid)
         case protocol.Publish(channel, event_type, data, rid):
-            if not identity.may_publish(channel):
-                raise Forbidden(f"not allowed to publish to {channel!r}", request_id=rid)
+            authorize_publish(
+                identity,
+                [channel],
+                limiter=hub.publish_limiter,
+                rate_key=connection.remote or connection.id,
+                request_id=rid,
+            )
             try:
                 event = await hub.publish(channel, event_type, data)
             except TidingsError as exc:
@@ -55,12 +62,8 @@ async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMes
             _reply(connection, protocol.pong_message(_now(), rid))
         case protocol.Pong():
             pass  # any message counts as a sign of life; the transport noted it
-        case protocol.Refresh(_, rid):
-            raise TidingsError(
-                "this hub has no token verification configured",
-                code="auth_disabled",
-                request_id=rid,
-            )
+        case protocol.Refresh(token, rid):
+            _refresh(hub, connection, token, rid)
         case protocol.Command(name, args, rid):
             handler = hub.command_handler(name)
             if handler is None:
@@ -78,3 +81,33 @@ async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMes
                     "the command failed", code="command_failed", request_id=rid
                 ) from None
             _reply(connection, protocol.result_message(result, rid))
+
+
+def _refresh(hub: Hub, connection: Connection, token: str, rid: protocol.RequestId) -> None:
+    """Replace the connection's credential with a newer token of the same client."""
+    if hub.authenticator.verifier is None:
+        raise TidingsError(
+            "this hub has no token verification configured", code="auth_disabled", request_id=rid
+        )
+    try:
+        identity = hub.authenticator.authenticate(token)
+    except TidingsError as exc:
+        exc.request_id = rid
+        raise
+    if identity.client_id != connection.identity.client_id:
+        raise Forbidden(
+            "a refresh token must be for the same client", code="client_mismatch", request_id=rid
+        )
+    if hub.connect_hook is not None:
+        # Channel rights decided by the connect hook hold for the connection's lifetime.
+        identity = replace(identity, subscribe=connection.identity.subscribe)
+    expires_at = identity.expires_at
+    if expires_at is None:  # pragma: no cover - exp is required by the verifier
+        raise Unauthorized("the token has no expiry", code="invalid_token", request_id=rid)
+    connection.identity = identity
+    connection.expire_at(expires_at)
+    # Channels the new token no longer allows are left, with the usual reply.
+    for channel in list(connection.session.subscriptions):
+        if not identity.may_subscribe(channel):
+            hub.unsubscribe(connection, channel)
+    _reply(connection, {"type": "refreshed", "expires_at": identity.expires_at, "id": rid})

@@ -22,14 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from tidings.auth.authenticator import Authenticator
+from tidings.auth.revocation import Revocations
 from tidings.backends import broker_from_url, store_from_url
 from tidings.backends.base import Broker, NewEvent, Store, StoreLimits
 from tidings.connection import Connection, Transport
-from tidings.core.channels import validate_channel, validate_type
+from tidings.core.channels import personal_channel, validate_channel, validate_type
 from tidings.core.events import EncodedEvent, Event, format_timestamp
 from tidings.core.history import HistoryPage
 from tidings.core.session import Wire
 from tidings.errors import (
+    BadRequest,
     InvalidEvent,
     LimitExceeded,
     NotFound,
@@ -37,7 +40,9 @@ from tidings.errors import (
     TooLarge,
     Unavailable,
 )
+from tidings.hooks import ConnectHook, HttpConnectHook
 from tidings.identity import Identity
+from tidings.ratelimit import RateLimiter
 from tidings.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,6 +53,10 @@ __all__ = ["CommandHandler", "Hub", "Publication"]
 log = logging.getLogger("tidings.hub")
 
 CommandHandler = Callable[[Identity, dict[str, Any]], Awaitable[Any]]
+ConnectionCallback = Callable[[Connection], Awaitable[None] | None]
+
+#: How long a client-level revocation is kept when the tokens' expiry is unknown.
+REVOCATION_TTL = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +106,22 @@ class Hub:
         self.connections: dict[str, Connection] = {}
         self._channels: dict[str, set[Connection]] = {}
         self._commands: dict[str, CommandHandler] = {}
+        self.revocations = Revocations()
+        self.authenticator = Authenticator(self.settings, self.revocations)
+        self.connection_limiter = RateLimiter(self.settings.connection_rate, 60.0)
+        self.publish_limiter = RateLimiter(self.settings.publish_rate, 1.0)
+        self.connect_hook: ConnectHook | None = (
+            HttpConnectHook(self.settings.connect_hook) if self.settings.connect_hook else None
+        )
+        self._on_connect: list[ConnectionCallback] = []
+        self._on_disconnect: list[ConnectionCallback] = []
+        self._callback_tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._stopping = False
         self._nowait: deque[Publication] = deque()
         self._nowait_wake: asyncio.Event | None = None
+        self._nowait_idle: asyncio.Event | None = None
         self._nowait_task: asyncio.Task[None] | None = None
         self._nowait_limit = 10_000
         self._lock = threading.Lock()
@@ -128,6 +148,7 @@ class Hub:
         self._stopping = False
         await self.broker.start(self._on_event, self._on_control)
         self._nowait_wake = asyncio.Event()
+        self._nowait_idle = asyncio.Event()
         self._nowait_task = asyncio.create_task(self._drain_nowait(), name="tidings-nowait")
         self._started = True
         log.info(
@@ -137,9 +158,11 @@ class Hub:
         )
 
     async def stop(self, *, grace: float = 3.0) -> None:
-        """Close every connection with ``server_shutdown``, then the backends. Idempotent."""
+        """Publish what ``publish_nowait`` queued, close every connection with
+        ``server_shutdown``, then the backends. Idempotent."""
         if not self._started:
             return
+        await self._flush_nowait(grace=grace)
         await self.close_connections("server_shutdown", grace=grace)
         self._started = False
         if self._nowait_task is not None:
@@ -147,6 +170,11 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._nowait_task
             self._nowait_task = None
+        with self._lock:
+            unpublished = len(self._nowait)
+            self._nowait.clear()
+        if unpublished:
+            self._nowait_failed(f"hub stopped; {unpublished} publish_nowait event(s) dropped")
         await self.broker.close()
         await self.store.close()
         log.info("hub stopped")
@@ -241,16 +269,16 @@ class Hub:
         """
         loop = self._loop
         if loop is None or not self._started:
-            self.counters.nowait_failed += 1
-            log.warning("publish_nowait before the hub started; event dropped")
+            self._nowait_failed("publish_nowait before the hub started; event dropped")
             return
         publication = Publication(channel, type, data)
         with self._lock:
-            if len(self._nowait) >= self._nowait_limit:
-                self.counters.nowait_failed += 1
-                log.warning("publish_nowait backlog is full; event dropped")
-                return
-            self._nowait.append(publication)
+            full = len(self._nowait) >= self._nowait_limit
+            if not full:
+                self._nowait.append(publication)
+        if full:
+            self._nowait_failed("publish_nowait backlog is full; event dropped")
+            return
         wake = self._nowait_wake
         if wake is None:  # pragma: no cover - set in start()
             return
@@ -260,14 +288,39 @@ class Hub:
             running = None
         if running is loop:
             wake.set()
-        else:
+            return
+        try:
             loop.call_soon_threadsafe(wake.set)
+        except RuntimeError:  # the hub's loop is closed: a thread outlived the app
+            with self._lock, contextlib.suppress(ValueError):
+                self._nowait.remove(publication)
+            self._nowait_failed("publish_nowait after the hub's event loop closed; event dropped")
+
+    def _nowait_failed(self, message: str) -> None:
+        # Called from any thread; ``+=`` on an attribute is not atomic.
+        with self._lock:
+            self.counters.nowait_failed += 1
+        log.warning(message)
+
+    async def _flush_nowait(self, *, grace: float) -> None:
+        """Wait, at most ``grace`` s, until what ``publish_nowait`` queued is published."""
+        wake, idle = self._nowait_wake, self._nowait_idle
+        if wake is None or idle is None or self._nowait_task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while self._nowait or not idle.is_set():
+                    idle.clear()
+                    wake.set()
+                    await idle.wait()
 
     async def _drain_nowait(self) -> None:
-        wake = self._nowait_wake
-        assert wake is not None
+        wake, idle = self._nowait_wake, self._nowait_idle
+        assert wake is not None and idle is not None
         while True:
+            idle.set()
             await wake.wait()
+            idle.clear()
             wake.clear()
             while True:
                 with self._lock:
@@ -277,7 +330,8 @@ class Hub:
                 try:
                     await self.publish_many([publication])
                 except Exception as exc:
-                    self.counters.nowait_failed += 1
+                    with self._lock:
+                        self.counters.nowait_failed += 1
                     log.warning(
                         "publish_nowait failed: %s",
                         exc if isinstance(exc, TidingsError) else type(exc).__name__,
@@ -295,13 +349,90 @@ class Hub:
             connection.session.deliver(encoded)
 
     def _on_control(self, message: dict[str, Any]) -> None:
-        """Cluster-wide control messages (targeted disconnects); extended by later work."""
-        if message.get("type") == "disconnect_client":
-            client_id = message.get("client_id")
-            reason = str(message.get("reason", "disconnected"))
-            for connection in list(self.connections.values()):
-                if connection.client_id == client_id:
-                    connection.close(reason)
+        """Cluster-wide control messages, applied on every node (this one included)."""
+        if message.get("type") != "disconnect_client":
+            return
+        client_id = str(message.get("client_id"))
+        reason = str(message.get("reason") or "disconnected")
+        targets = [c for c in self.connections.values() if c.client_id == client_id]
+        if message.get("revoke"):
+            at = float(message.get("at") or time.time())
+            expiries = [c.identity.expires_at for c in targets if c.identity.expires_at]
+            self.revocations.revoke(
+                client_id,
+                token_ids=[c.identity.token_id for c in targets if c.identity.token_id],
+                until=max([at + REVOCATION_TTL, *expiries]),
+                at=at,
+            )
+        for connection in targets:
+            connection.close(reason)
+
+    async def disconnect_client(
+        self, client_id: str, reason: str = "disconnected", *, revoke: bool = False
+    ) -> None:
+        """Close every connection of ``client_id`` on every node with ``reason``.
+
+        With ``revoke``, the client's current tokens are refused until they expire (a
+        token issued after this call is accepted again).
+        """
+        message = {
+            "type": "disconnect_client",
+            "client_id": client_id,
+            "reason": reason,
+            "revoke": revoke,
+            "at": time.time(),
+        }
+        try:
+            await self.broker.publish_control(message)
+        except TidingsError:
+            raise
+        except Exception as exc:
+            log.warning("broker control publish failed: %s", type(exc).__name__)
+            raise Unavailable("the broker cannot be reached") from None
+
+    async def publish_to_client(
+        self,
+        client_id: str,
+        type: str = "message",  # noqa: A002 - SPEC's name for the event type
+        data: Any = None,
+    ) -> Event:
+        """Publish to ``client_id``'s personal channel (all its connections, every node)."""
+        return await self.publish(personal_channel(client_id), type, data)
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    def set_connect_hook(self, hook: ConnectHook) -> ConnectHook:
+        """Use ``hook`` (async ``(identity, request) -> {"channels", "allowed"}``) at connect."""
+        self.connect_hook = hook
+        return hook
+
+    def on_connect(self, callback: ConnectionCallback) -> ConnectionCallback:
+        """Call ``callback(connection)`` after a stream connection opens."""
+        self._on_connect.append(callback)
+        return callback
+
+    def on_disconnect(self, callback: ConnectionCallback) -> ConnectionCallback:
+        """Call ``callback(connection)`` after a stream connection ends."""
+        self._on_disconnect.append(callback)
+        return callback
+
+    def _notify(self, callbacks: list[ConnectionCallback], connection: Connection) -> None:
+        for callback in callbacks:
+            try:
+                result = callback(connection)
+            except Exception:
+                log.exception("connection callback failed", extra=connection.log_extra())
+                continue
+            if result is not None:
+                task = asyncio.ensure_future(self._await_callback(result, connection))
+                self._callback_tasks.add(task)
+                task.add_done_callback(self._callback_tasks.discard)
+
+    async def _await_callback(self, result: Awaitable[None], connection: Connection) -> None:
+        try:
+            await result
+        except Exception:
+            log.exception("connection callback failed", extra=connection.log_extra())
 
     # -- connections and subscriptions -------------------------------------------------
 
@@ -344,10 +475,13 @@ class Hub:
         self.counters.connections_opened += 1
         if self.settings.max_connection_age is not None:
             connection.close_at(time.time() + self.settings.max_connection_age, "max_age")
+        if identity.expires_at is not None:
+            connection.expire_at(identity.expires_at)
         log.info(
             "connected",
             extra={**connection.log_extra(), "client_id": client_id or "-"},
         )
+        self._notify(self._on_connect, connection)
         return connection
 
     def close_connection(self, connection: Connection) -> None:
@@ -368,6 +502,7 @@ class Hub:
             extra={**connection.log_extra(), "reason": session.close_reason or "client_gone"},
         )
         connection.release()
+        self._notify(self._on_disconnect, connection)
 
     def _forget(self, connection: Connection, channel: str) -> None:
         subscribers = self._channels.get(channel)
@@ -396,7 +531,7 @@ class Hub:
             channel not in session.subscriptions
             and len(session.subscriptions) >= self.settings.max_subscriptions
         ):
-            raise LimitExceeded(
+            raise BadRequest(
                 f"a connection may follow at most {self.settings.max_subscriptions} channels",
                 code="too_many_subscriptions",
                 request_id=request_id,

@@ -23,16 +23,19 @@ class Identity:
     #: Unix time at which the credential expires, if it does.
     expires_at: float | None = None
     token_id: str | None = None
+    #: Unix time the credential was issued (``iat``), if known.
+    issued_at: float | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
 
     def _tenant_allows(self, channel: str) -> bool:
         return self.tenant is None or channel.startswith(f"tenant:{self.tenant}/")
 
     def may_subscribe(self, channel: str) -> bool:
-        if not self._tenant_allows(channel):
-            return False
+        # A client's own personal channel is always its own, tenant or not.
         if self.client_id is not None and channel == f"client:{self.client_id}":
             return True
+        if not self._tenant_allows(channel):
+            return False
         patterns = self.subscribe
         return patterns is None or any(channel_matches(channel, p) for p in patterns)
 

@@ -45,6 +45,12 @@ class Settings(BaseModel):
     jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret")
     jwt_public_key: str | None = Field(None, description="PEM file for RS256/ES256")
     jwks_file: str | None = Field(None, description="JWKS file for RS256/ES256")
+    jwt_audience: str | None = Field(None, description="required `aud` claim, if set")
+    jwt_issuer: str | None = Field(None, description="required `iss` claim, if set")
+    connect_hook: str | None = Field(
+        None, description="URL the hub POSTs a connecting client's identity to"
+    )
+    connect_hook_timeout: float = Field(2.0, gt=0, description="seconds to wait for the hook")
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description="publisher API keys, NAME=KEY"
     )

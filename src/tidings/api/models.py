@@ -91,3 +91,26 @@ class PresenceOut(BaseModel):
     channel: str
     connections: int
     clients: list[str]
+
+
+class ClientEventRequest(BaseModel):
+    """An event for one client's personal channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field("message", description="application event type")
+    data: Any = Field(None, description="any JSON value")
+
+
+class DisconnectRequest(BaseModel):
+    """Why a client is disconnected, and whether its current tokens are revoked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(
+        "disconnected",
+        pattern=r"^[a-z0-9_]{1,64}$",
+        examples=["token_revoked"],
+        description="sent to the client in its disconnect message",
+    )
+    revoke: bool = Field(False, description="refuse its current tokens until they expire")

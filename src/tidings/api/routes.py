@@ -5,21 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
 from tidings.api.models import (
     BatchPublishRequest,
     ChannelList,
+    ClientEventRequest,
     ConnectionList,
+    DisconnectRequest,
     EventsOut,
     HistoryOut,
     PresenceOut,
     PublishRequest,
 )
+from tidings.auth.authenticator import credential_from
+from tidings.auth.policy import authorize_publish, authorize_read, require_admin
 from tidings.errors import BadRequest, InvalidJSON, TooLarge, UnsupportedMediaType
 from tidings.hub import Hub, Publication
+from tidings.identity import Identity
 from tidings.metrics import CONTENT_TYPE, make_registry, render_metrics
 
 __all__ = ["build_router", "read_json_body"]
@@ -92,6 +97,20 @@ def build_router(hub: Hub) -> APIRouter:
     registry = make_registry(hub)
     settings = hub.settings
 
+    async def caller(request: Request) -> Identity:
+        """The identity behind the request's credential (401 when required and absent)."""
+        scope = request.scope
+        return hub.authenticator.authenticate(
+            credential_from(scope.get("query_string", b""), scope.get("headers", ()))
+        )
+
+    async def admin(identity: Identity = Depends(caller)) -> Identity:
+        require_admin(identity)
+        return identity
+
+    def rate_key(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
     @router.post(
         "/api/v1/publish",
         status_code=201,
@@ -106,7 +125,7 @@ def build_router(hub: Hub) -> APIRouter:
             503: {"description": "store or broker unreachable: nothing was published"},
         },
     )
-    async def publish(request: Request) -> Response:
+    async def publish(request: Request, identity: Identity = Depends(caller)) -> Response:
         body = await read_json_body(request, settings.max_body_size)
         if isinstance(body, dict) and "events" in body:
             events = body.get("events")
@@ -119,6 +138,12 @@ def build_router(hub: Hub) -> APIRouter:
                 batch = BatchPublishRequest.model_validate(body)
             except ValidationError as exc:
                 raise _validation_error(exc) from None
+            authorize_publish(
+                identity,
+                {e.channel for e in batch.events},
+                limiter=hub.publish_limiter,
+                rate_key=rate_key(request),
+            )
             stored = await hub.publish_many(
                 [Publication(e.channel, e.type, e.data, e.idempotency_key) for e in batch.events]
             )
@@ -129,6 +154,9 @@ def build_router(hub: Hub) -> APIRouter:
             one = PublishRequest.model_validate(body)
         except ValidationError as exc:
             raise _validation_error(exc) from None
+        authorize_publish(
+            identity, [one.channel], limiter=hub.publish_limiter, rate_key=rate_key(request)
+        )
         event = await hub.publish(
             one.channel, one.type, one.data, idempotency_key=one.idempotency_key
         )
@@ -144,7 +172,9 @@ def build_router(hub: Hub) -> APIRouter:
         channel: str,
         since: str | None = Query(None, description="an event id; events after it"),
         limit: int = Query(100, ge=1, le=10_000),
+        identity: Identity = Depends(caller),
     ) -> Response:
+        authorize_read(identity, channel)
         page = await hub.history(channel, since=since, limit=limit)
         return _json(
             {
@@ -160,7 +190,7 @@ def build_router(hub: Hub) -> APIRouter:
         tags=["admin"],
         summary="Connections and distinct client ids subscribed to a channel",
     )
-    async def presence(channel: str) -> Response:
+    async def presence(channel: str, _: Identity = Depends(admin)) -> Response:
         return _json(hub.presence(channel))
 
     @router.get(
@@ -169,7 +199,7 @@ def build_router(hub: Hub) -> APIRouter:
         tags=["admin"],
         summary="Channels with subscriber counts",
     )
-    async def channels() -> Response:
+    async def channels(_: Identity = Depends(admin)) -> Response:
         return _json({"channels": hub.channel_stats()})
 
     @router.get(
@@ -178,8 +208,32 @@ def build_router(hub: Hub) -> APIRouter:
         tags=["admin"],
         summary="Live connections",
     )
-    async def connections() -> Response:
+    async def connections(_: Identity = Depends(admin)) -> Response:
         return _json({"connections": [c.info() for c in hub.connections.values()]})
+
+    @router.post(
+        "/api/v1/clients/{client_id}/events",
+        status_code=201,
+        tags=["clients"],
+        summary="Publish to one client's personal channel (all its connections)",
+    )
+    async def client_event(
+        client_id: str, body: ClientEventRequest, _: Identity = Depends(admin)
+    ) -> Response:
+        event = await hub.publish_to_client(client_id, body.type, body.data)
+        return _json(event.to_dict(), 201)
+
+    @router.post(
+        "/api/v1/clients/{client_id}/disconnect",
+        status_code=202,
+        tags=["clients"],
+        summary="Disconnect every connection of a client, on every node; optionally revoke",
+    )
+    async def client_disconnect(
+        client_id: str, body: DisconnectRequest, _: Identity = Depends(admin)
+    ) -> Response:
+        await hub.disconnect_client(client_id, body.reason, revoke=body.revoke)
+        return _json({"client_id": client_id, "reason": body.reason, "revoke": body.revoke}, 202)
 
     @router.get("/health", tags=["operations"], summary="Liveness")
     async def health() -> Response:

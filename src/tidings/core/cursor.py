@@ -19,9 +19,14 @@ from tidings.core.events import Position
 __all__ = ["decode_cursor", "encode_cursor"]
 
 
-def encode_cursor(positions: Mapping[str, Position]) -> str:
-    """The cursor of a stream whose channels stand at ``positions``."""
-    if len(positions) == 1:
+def encode_cursor(positions: Mapping[str, Position], *, channels: int | None = None) -> str:
+    """The cursor of a stream whose channels stand at ``positions``.
+
+    ``channels`` is how many channels the stream has (default: one per position). A
+    stream of several channels never gets the bare form, even while only one of them has
+    a position yet: a bare position could not say which channel it is for.
+    """
+    if len(positions) == 1 and (channels is None or channels == 1):
         return str(next(iter(positions.values())))
     return ",".join(f"{channel};{position}" for channel, position in positions.items())
 

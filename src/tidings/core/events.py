@@ -56,7 +56,8 @@ class Position:
         epoch, sep, offset = text.rpartition("-")
         if not sep or not epoch or not epoch.isalnum() or not epoch.isascii():
             return None
-        if not offset.isdigit() or len(offset) > 19:
+        # isascii: str.isdigit() also accepts non-ASCII digits, some of which int() refuses.
+        if not offset.isascii() or not offset.isdigit() or len(offset) > 19:
             return None
         return cls(epoch, int(offset))
 

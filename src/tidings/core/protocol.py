@@ -33,6 +33,7 @@ __all__ = [
     "close_code_for",
     "encode",
     "parse",
+    "refusal_code",
 ]
 
 RequestId = str | int | None
@@ -45,6 +46,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
     SERVER_SHUTDOWN = 4000
     UNAUTHORIZED = 4001
     TOKEN_EXPIRED = 4002
@@ -76,6 +78,16 @@ CLOSE_CODES: dict[str, tuple[CloseCode, bool]] = {
     "too_many_connections": (CloseCode.RATE_LIMITED, True),
     "message_too_big": (CloseCode.MESSAGE_TOO_BIG, False),
 }
+
+
+def refusal_code(status: int) -> CloseCode:
+    """The close code that refuses a WebSocket for an error of HTTP ``status``."""
+    return {
+        401: CloseCode.UNAUTHORIZED,
+        403: CloseCode.FORBIDDEN,
+        429: CloseCode.RATE_LIMITED,
+        503: CloseCode.TRY_AGAIN_LATER,
+    }.get(status, CloseCode.BAD_REQUEST)
 
 
 def close_code_for(reason: str) -> CloseCode:

@@ -82,13 +82,15 @@ class Outbox:
     frames) so the ``drop`` policy can drop events and leave control frames alone.
     """
 
-    __slots__ = ("_items", "max_bytes", "max_frames", "nbytes")
+    __slots__ = ("_items", "_resets", "max_bytes", "max_frames", "nbytes")
 
     def __init__(self, max_frames: int, max_bytes: int) -> None:
         self.max_frames = max_frames
         self.max_bytes = max_bytes
         self.nbytes = 0
         self._items: deque[tuple[Frame, str | None]] = deque()
+        # The ``reset`` frame queued by :meth:`push_reset` for each channel.
+        self._resets: dict[str, Frame] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -104,14 +106,32 @@ class Outbox:
         self._items.appendleft((frame, None))
         self.nbytes += len(frame)
 
+    def push_reset(self, channel: str, frame: Frame) -> None:
+        """Queue ``frame``, a ``reset`` of ``channel``, first; it replaces one still queued.
+
+        One reset per channel says everything, and a stuck client must not make every
+        drop add another frame that is never dropped.
+        """
+        old = self._resets.pop(channel, None)
+        if old is not None:
+            for index, (queued, _) in enumerate(self._items):
+                if queued is old:
+                    del self._items[index]
+                    self.nbytes -= len(old)
+                    break
+        self._resets[channel] = frame
+        self.push_front(frame)
+
     def take(self) -> list[Frame]:
         frames = [frame for frame, _ in self._items]
         self._items.clear()
+        self._resets.clear()
         self.nbytes = 0
         return frames
 
     def clear(self) -> None:
         self._items.clear()
+        self._resets.clear()
         self.nbytes = 0
 
     def drop_oldest_events(self, frames_goal: int, bytes_goal: int) -> dict[str, int]:
@@ -285,7 +305,7 @@ class Session:
 
     def cursor(self) -> str:
         """The resume cursor of the whole session (see :mod:`tidings.core.cursor`)."""
-        return encode_cursor(self.positions())
+        return encode_cursor(self.positions(), channels=len(self.subscriptions))
 
     def mark_position(self) -> None:
         """Queue the wire's position marker (SSE: an ``id:``-only frame) if it has one."""
@@ -333,6 +353,10 @@ class Session:
             self._push(frame, None)
 
     def _push(self, frame: Frame, channel: str | None) -> None:
+        if not self.alive:
+            # Closing: the disconnect frame goes out alone. Anything after it (a history
+            # replay that hit the bound, an SSE cursor) would skip the discarded events.
+            return
         outbox = self.outbox
         if not outbox.fits(frame):
             if channel is None:
@@ -364,7 +388,7 @@ class Session:
             subscription = self.subscriptions.get(channel)
             position = subscription.position if subscription else None
             if position is not None:
-                outbox.push_front(self.wire.reset(channel, "dropped", position))
+                outbox.push_reset(channel, self.wire.reset(channel, "dropped", position))
 
     def take_frames(self) -> list[Frame]:
         """Everything queued, oldest first; the outbox is empty afterwards."""

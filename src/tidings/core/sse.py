@@ -79,6 +79,8 @@ class SSEDecoder:
         self._data: list[str] = []
         self._event = ""
         self._id_buffer = ""
+        # The last chunk ended with CR: an LF at the start of the next one is its pair.
+        self._after_cr = False
         self.last_event_id = ""
         self.retry: int | None = None
         self.comments = 0
@@ -96,15 +98,22 @@ class SSEDecoder:
 
     def _next_line(self) -> tuple[bytes, bytes | None]:
         buffer = self._buffer
+        if self._after_cr and buffer:
+            self._after_cr = False
+            if buffer[0] == 0x0A:
+                buffer = self._buffer = buffer[1:]
         lf, cr = buffer.find(b"\n"), buffer.find(b"\r")
         if lf < 0 and cr < 0:
             return b"", None
         cut = lf if cr < 0 else cr if lf < 0 else min(lf, cr)
         if buffer[cut] == 0x0D:
             if cut + 1 >= len(buffer):
-                # A CR at the end of the buffer may be the first half of CRLF.
-                return b"", None
-            ending = b"\r\n" if buffer[cut + 1] == 0x0A else b"\r"
+                # A CR at the end of the buffer ends the line now (a CR-only stream must not
+                # wait for more bytes); it may be the first half of a CRLF split in two.
+                self._after_cr = True
+                ending = b"\r"
+            else:
+                ending = b"\r\n" if buffer[cut + 1] == 0x0A else b"\r"
         else:
             ending = b"\n"
         line = buffer[:cut]

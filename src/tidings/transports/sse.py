@@ -23,12 +23,12 @@ from tidings.core import sse
 from tidings.core.cursor import decode_cursor
 from tidings.core.session import Frame
 from tidings.core.wire import SSEWire
-from tidings.errors import BadRequest, LimitExceeded, TidingsError
+from tidings.errors import BadRequest, TidingsError
 from tidings.hub import Hub
 from tidings.transports.common import (
     StreamRequest,
-    authenticate,
-    check_subscribe,
+    admit,
+    check_origin,
     read_stream_request,
     remote_address,
 )
@@ -55,26 +55,21 @@ class SSEEndpoint:
         hub = self.hub
         try:
             request = read_stream_request(scope)
-            if not request.channels:
+            check_origin(hub, scope)
+            admission = await admit(hub, scope, request, "sse")
+            if not admission.channels:
                 raise BadRequest("give at least one ?channel=", code="missing_channel")
-            if len(request.channels) > hub.settings.max_subscriptions:
-                raise LimitExceeded(
-                    f"a stream may follow at most {hub.settings.max_subscriptions} channels",
-                    code="too_many_subscriptions",
-                )
-            identity = authenticate(scope)
-            check_subscribe(identity, request.channels)
             connection = hub.open_connection(
                 transport="sse",
                 wire=SSEWire(plain=request.plain),
-                identity=identity,
+                identity=admission.identity,
                 remote=remote_address(scope),
             )
         except TidingsError as exc:
             await send_error(send, exc)
             return
         try:
-            await self._stream(connection, request.channels, request, receive, send)
+            await self._stream(connection, admission.channels, request, receive, send)
         finally:
             hub.close_connection(connection)
 

@@ -25,8 +25,8 @@ from tidings.dispatch import dispatch, error_frame
 from tidings.errors import ProtocolError, TidingsError
 from tidings.hub import Hub
 from tidings.transports.common import (
-    authenticate,
-    check_subscribe,
+    admit,
+    check_origin,
     read_stream_request,
     remote_address,
 )
@@ -48,15 +48,18 @@ class WebSocketEndpoint:
         if message["type"] != "websocket.connect":
             return
         try:
+            check_origin(hub, scope)
+        except TidingsError:
+            # Refused before the handshake: the browser sees HTTP 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        try:
             request = read_stream_request(scope)
-            identity = authenticate(scope)
-            check_subscribe(identity, request.channels)
-            if len(request.channels) > hub.settings.max_subscriptions:
-                raise TidingsError("too many channels in the query", code="too_many_subscriptions")
+            admission = await admit(hub, scope, request, "websocket")
             connection = hub.open_connection(
                 transport="websocket",
                 wire=WebSocketWire(),
-                identity=identity,
+                identity=admission.identity,
                 remote=remote_address(scope),
             )
         except TidingsError as exc:
@@ -64,7 +67,7 @@ class WebSocketEndpoint:
             return
         try:
             await send({"type": "websocket.accept"})
-            await self._run(connection, request.channels, request.types, receive, send)
+            await self._run(connection, admission.channels, request.types, receive, send)
         finally:
             hub.close_connection(connection)
 
@@ -178,8 +181,5 @@ async def _refuse(send: Send, exc: TidingsError) -> None:
     # handshake, but they do see the close code and reason.
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.send", "text": error_frame(exc)})
-    reason = {401: "unauthorized", 403: "forbidden", 429: "rate_limited"}.get(
-        exc.status, "bad_request"
-    )
-    code = protocol.close_code_for(reason)
+    code = protocol.refusal_code(exc.status)
     await send({"type": "websocket.close", "code": int(code), "reason": exc.message[:120]})

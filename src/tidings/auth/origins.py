@@ -1,0 +1,29 @@
+"""Which browser origins may open streams (SPEC §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+__all__ = ["origin_allowed"]
+
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str]) -> bool:
+    """True when a request with ``Origin: origin`` to ``Host: host`` may proceed.
+
+    Requests without an ``Origin`` (non-browser clients) are allowed; so are the same
+    origin, localhost origins, and every origin in ``allowed`` (``*`` allows all).
+    """
+    if origin is None:
+        return True
+    allowed = tuple(allowed)
+    if "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    if parts.hostname in _LOCAL_HOSTS:
+        return True
+    return host is not None and parts.netloc.lower() == host.lower()

@@ -1,0 +1,44 @@
+"""The access rules, written once and applied by every transport and endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tidings.errors import Forbidden, LimitExceeded
+from tidings.identity import Identity
+from tidings.ratelimit import RateLimiter
+
+__all__ = ["authorize_publish", "authorize_read", "require_admin"]
+
+
+def authorize_publish(
+    identity: Identity,
+    channels: Iterable[str],
+    *,
+    limiter: RateLimiter,
+    rate_key: str,
+    request_id: str | int | None = None,
+) -> None:
+    """Refuse a publish the identity may not make, or one over its rate."""
+    for channel in channels:
+        if not identity.may_publish(channel):
+            raise Forbidden(f"not allowed to publish to {channel!r}", request_id=request_id)
+    wait = limiter.hit(identity.client_id or rate_key)
+    if wait is not None:
+        raise LimitExceeded(
+            "too many publishes; slow down",
+            code="rate_limited",
+            retry_after=wait,
+            request_id=request_id,
+        )
+
+
+def authorize_read(identity: Identity, channel: str) -> None:
+    """Refuse reading a channel's history or stream that the identity may not follow."""
+    if not identity.may_subscribe(channel):
+        raise Forbidden(f"not allowed to read {channel!r}")
+
+
+def require_admin(identity: Identity) -> None:
+    if not identity.admin:
+        raise Forbidden("this API needs an admin token or an API key", code="admin_required")
