@@ -122,6 +122,7 @@ class SSEEndpoint:
             connection.pump(send_frames, tick=settings.heartbeat, on_tick=on_tick)
         )
         gone = asyncio.create_task(_wait_for_disconnect(receive))
+        done: set[asyncio.Task[None]] = set()
         try:
             done, _ = await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -130,7 +131,7 @@ class SSEEndpoint:
             for task in (pump, gone):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if pump in done and not gone.done():
+        if pump in done and gone not in done:
             # The session ended (its disconnect frame is out): end the response cleanly,
             # but never wait on a peer that stopped reading.
             with contextlib.suppress(Exception):
