@@ -277,10 +277,11 @@ async def test_disconnect_with_revoke_closes_every_connection(secured: RunningHu
         again = await http.get(f"/api/v1/events?channel=x&token={token}")
         assert again.status_code == 401
         assert again.json()["error"]["code"] == "token_revoked"
-        with pytest.raises(ConnectionClosed):
-            async with websockets.connect(f"{secured.ws_url}/ws?token={token}") as ws:
-                assert (await _recv(ws, "error"))["code"] == "token_revoked"
+        async with websockets.connect(f"{secured.ws_url}/ws?token={token}") as ws:
+            assert (await _recv(ws, "error"))["code"] == "token_revoked"
+            with pytest.raises(ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 4001
         # A token issued after the revocation is accepted again. ``iat`` has whole-second
         # resolution and every token of the revocation's second is refused, so this one
         # is minted in the next second.

@@ -49,8 +49,9 @@ class Store(Protocol):
       each paired with ``True`` when it was stored now (``False``: an idempotent replay).
       Positions in a channel share an epoch and their offsets grow by exactly one per
       event, with no reuse, even when several hub nodes append concurrently.
-    * An event whose ``idempotency_key`` was stored within ``idempotency_ttl`` is not
-      stored again: the first stored event is returned in its place.
+    * An event whose ``idempotency_key`` was stored for the same channel within
+      ``idempotency_ttl`` is not stored again: the first stored event is returned in its
+      place. Keys are scoped per channel.
     * A channel keeps at most ``history_size`` events and, with ``history_ttl``, none
       older than that.
     * :meth:`read` with ``since`` returns the events after that position, oldest first,

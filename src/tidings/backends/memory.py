@@ -73,7 +73,8 @@ class MemoryStore:
         stored: list[tuple[Event, bool]] = []
         size = self.limits.history_size
         for new in events:
-            key = new.idempotency_key
+            # Keys are scoped to their channel: the same key on two channels is two events.
+            key = f"{new.channel}\n{new.idempotency_key}" if new.idempotency_key else None
             if key is not None:
                 seen = self._idempotency.get(key)
                 if seen is not None:

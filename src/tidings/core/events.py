@@ -59,7 +59,9 @@ class Position:
         # isascii: str.isdigit() also accepts non-ASCII digits, some of which int() refuses.
         if not offset.isascii() or not offset.isdigit() or len(offset) > 19:
             return None
-        return cls(epoch, int(offset))
+        value = int(offset)
+        # Offsets are stored as signed 64-bit integers by SQLite and Redis.
+        return cls(epoch, value) if value < 2**63 else None
 
     def follows(self, other: Position) -> bool:
         """True when this position is in the same history and after ``other``."""
