@@ -9,9 +9,19 @@ imported only when their scheme is asked for, so their dependencies stay optiona
 
 from __future__ import annotations
 
-from tidings.backends.base import Broker, NewEvent, Store, StoreLimits
+from tidings.backends.base import Broker, NewEvent, Presence, PresenceEntry, Store, StoreLimits
 
-__all__ = ["Broker", "NewEvent", "Store", "StoreLimits", "broker_from_url", "store_from_url"]
+__all__ = [
+    "Broker",
+    "NewEvent",
+    "Presence",
+    "PresenceEntry",
+    "Store",
+    "StoreLimits",
+    "broker_from_url",
+    "presence_from_url",
+    "store_from_url",
+]
 
 
 def _scheme(url: str) -> str:
@@ -38,4 +48,14 @@ def broker_from_url(url: str) -> Broker:
         from tidings.backends.memory import MemoryBroker
 
         return MemoryBroker()
+    raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")
+
+
+def presence_from_url(url: str) -> Presence:
+    """The presence backend that goes with a broker URL (presence is cluster-wide state)."""
+    scheme = _scheme(url)
+    if scheme == "memory":
+        from tidings.backends.memory import MemoryPresence
+
+        return MemoryPresence()
     raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")

@@ -13,7 +13,17 @@ from typing import Any, Protocol, runtime_checkable
 from tidings.core.events import Event
 from tidings.core.history import HistoryPage
 
-__all__ = ["Broker", "EventSink", "MessageSink", "NewEvent", "Store", "StoreLimits"]
+__all__ = [
+    "Broker",
+    "EventSink",
+    "MessageSink",
+    "NewEvent",
+    "Presence",
+    "PresenceEntry",
+    "ResyncSink",
+    "Store",
+    "StoreLimits",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +84,36 @@ class Store(Protocol):
 
 EventSink = Callable[[Event], None]
 MessageSink = Callable[[dict[str, Any]], None]
+ResyncSink = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEntry:
+    """One node's view of a channel: how many connections, and which client ids."""
+
+    connections: int
+    clients: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Presence(Protocol):
+    """Who is subscribed to a channel across every node.
+
+    Contract (checked by ``tests/contract``):
+
+    * :meth:`update` replaces this ``node``'s entries for the channels given (an entry
+      with zero connections removes the node from that channel); entries live for
+      ``ttl`` seconds unless updated again, so a node that dies drops out by itself.
+    * :meth:`get` sums the live entries of every node for ``channel``: total
+      connections, and the distinct client ids, sorted.
+    * :meth:`close` is idempotent.
+    """
+
+    async def update(self, node: str, entries: dict[str, PresenceEntry], ttl: float) -> None: ...
+
+    async def get(self, channel: str) -> PresenceEntry: ...
+
+    async def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -88,10 +128,15 @@ class Broker(Protocol):
       every started node (this one included). Messages are small JSON objects.
     * :meth:`publish` raises :class:`~tidings.errors.Unavailable` rather than losing an
       event silently when the broker cannot be reached.
+    * A broker that loses its connection reconnects by itself, with backoff, and calls
+      ``on_resync`` once it receives again: events published meanwhile may have been
+      missed, and the hub fills the gaps from the store.
     * :meth:`ping` raises when the broker cannot be reached; :meth:`close` is idempotent.
     """
 
-    async def start(self, on_event: EventSink, on_control: MessageSink) -> None: ...
+    async def start(
+        self, on_event: EventSink, on_control: MessageSink, on_resync: ResyncSink | None = None
+    ) -> None: ...
 
     async def publish(self, events: Sequence[Event]) -> None: ...
 

@@ -14,11 +14,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tidings.backends.base import EventSink, MessageSink, NewEvent, StoreLimits
+from tidings.backends.base import (
+    EventSink,
+    MessageSink,
+    NewEvent,
+    PresenceEntry,
+    ResyncSink,
+    StoreLimits,
+)
 from tidings.core.events import Event, Position, new_epoch
 from tidings.core.history import HistoryPage
 
-__all__ = ["MemoryBroker", "MemoryStore"]
+__all__ = ["MemoryBroker", "MemoryPresence", "MemoryStore"]
 
 
 @dataclass(slots=True)
@@ -124,7 +131,9 @@ class MemoryBroker:
         self._on_event: EventSink | None = None
         self._on_control: MessageSink | None = None
 
-    async def start(self, on_event: EventSink, on_control: MessageSink) -> None:
+    async def start(
+        self, on_event: EventSink, on_control: MessageSink, on_resync: ResyncSink | None = None
+    ) -> None:
         self._on_event = on_event
         self._on_control = on_control
 
@@ -149,3 +158,32 @@ class MemoryBroker:
     async def close(self) -> None:
         self._on_event = None
         self._on_control = None
+
+
+class MemoryPresence:
+    """Presence for nodes in one process (and for tests): entries with their expiry."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[str, dict[str, tuple[float, PresenceEntry]]] = {}
+
+    async def update(self, node: str, entries: dict[str, PresenceEntry], ttl: float) -> None:
+        expires = self._clock() + ttl
+        for channel, entry in entries.items():
+            nodes = self._entries.setdefault(channel, {})
+            if entry.connections > 0:
+                nodes[node] = (expires, entry)
+            else:
+                nodes.pop(node, None)
+                if not nodes:
+                    del self._entries[channel]
+
+    async def get(self, channel: str) -> PresenceEntry:
+        now = self._clock()
+        nodes = self._entries.get(channel, {})
+        live = [entry for expires, entry in nodes.values() if expires > now]
+        clients = sorted({client for entry in live for client in entry.clients})
+        return PresenceEntry(sum(entry.connections for entry in live), tuple(clients))
+
+    async def close(self) -> None:
+        self._entries.clear()
