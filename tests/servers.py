@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import uvicorn
 
 from tidings.hub import Hub
 from tidings.server import HubServer, build_config
@@ -112,3 +113,29 @@ def start_process(
             time.sleep(0.05)
     process.kill()
     raise RuntimeError("tidings serve did not become healthy in 20 s")
+
+
+@contextlib.asynccontextmanager
+async def running_app(app: Any) -> AsyncIterator[int]:
+    """Serve any ASGI app (e.g. a user's FastAPI app that embeds a hub) on a free port of
+    127.0.0.1, with its lifespan, until the block ends; yield the port."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, log_level="warning", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await task
+        sock.close()
