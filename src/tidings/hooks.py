@@ -94,7 +94,8 @@ class HttpConnectHook:
 
     def __init__(self, url: str, *, client: httpx.AsyncClient | None = None) -> None:
         self.url = url
-        self._client = client or httpx.AsyncClient()
+        self._client = client
+        self._owns_client = client is None
 
     async def __call__(self, identity: Identity, request: Mapping[str, Any]) -> Any:
         payload = {
@@ -103,6 +104,8 @@ class HttpConnectHook:
             "claims": dict(identity.claims),
             **request,
         }
+        if self._client is None:
+            self._client = httpx.AsyncClient()
         response = await self._client.post(self.url, json=payload)
         if response.status_code == 403:
             return {"allow": False, "reason": "the connect hook refused this connection"}
@@ -110,4 +113,7 @@ class HttpConnectHook:
         return response.json()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Close the hook's own HTTP client (the hub stops); a later call opens a new one."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()

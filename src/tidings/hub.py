@@ -24,11 +24,11 @@ import orjson
 
 from tidings.auth.authenticator import Authenticator
 from tidings.auth.revocation import Revocations
-from tidings.backends import broker_from_url, store_from_url
-from tidings.backends.base import Broker, NewEvent, Store, StoreLimits
+from tidings.backends import broker_from_url, presence_from_url, store_from_url
+from tidings.backends.base import Broker, NewEvent, Presence, Store, StoreLimits
 from tidings.connection import Connection, Transport
 from tidings.core.channels import personal_channel, validate_channel, validate_type
-from tidings.core.events import EncodedEvent, Event, format_timestamp
+from tidings.core.events import Event, format_timestamp
 from tidings.core.history import HistoryPage
 from tidings.core.session import Wire
 from tidings.errors import (
@@ -40,8 +40,10 @@ from tidings.errors import (
     TooLarge,
     Unavailable,
 )
+from tidings.fanout import FanOut
 from tidings.hooks import ConnectHook, HttpConnectHook
 from tidings.identity import Identity
+from tidings.presence import PresenceTracker
 from tidings.ratelimit import RateLimiter
 from tidings.settings import Settings
 
@@ -95,6 +97,7 @@ class Hub:
         *,
         store: Store | None = None,
         broker: Broker | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self.settings = settings or Settings()
         limits = StoreLimits(
@@ -104,7 +107,12 @@ class Hub:
         self.broker: Broker = broker or broker_from_url(self.settings.broker)
         self.counters = _Counters()
         self.connections: dict[str, Connection] = {}
-        self._channels: dict[str, set[Connection]] = {}
+        self.fanout = FanOut(
+            self.store, history_size=self.settings.history_size, on_change=self._changed
+        )
+        self.presence_tracker = PresenceTracker(
+            presence or presence_from_url(self.settings.broker), self.fanout
+        )
         self._commands: dict[str, CommandHandler] = {}
         self.revocations = Revocations()
         self.authenticator = Authenticator(self.settings, self.revocations)
@@ -146,7 +154,8 @@ class Hub:
             return
         self._loop = asyncio.get_running_loop()
         self._stopping = False
-        await self.broker.start(self._on_event, self._on_control)
+        await self.broker.start(self.fanout.on_event, self._on_control, self.fanout.resync)
+        self.presence_tracker.start()
         self._nowait_wake = asyncio.Event()
         self._nowait_idle = asyncio.Event()
         self._nowait_task = asyncio.create_task(self._drain_nowait(), name="tidings-nowait")
@@ -175,6 +184,10 @@ class Hub:
             self._nowait.clear()
         if unpublished:
             self._nowait_failed(f"hub stopped; {unpublished} publish_nowait event(s) dropped")
+        if isinstance(self.connect_hook, HttpConnectHook):
+            await self.connect_hook.aclose()
+        await self.fanout.close()
+        await self.presence_tracker.stop()
         await self.broker.close()
         await self.store.close()
         log.info("hub stopped")
@@ -340,13 +353,8 @@ class Hub:
 
     # -- fan-out -----------------------------------------------------------------------
 
-    def _on_event(self, event: Event) -> None:
-        subscribers = self._channels.get(event.channel)
-        if not subscribers:
-            return
-        encoded = EncodedEvent(event)
-        for connection in subscribers:
-            connection.session.deliver(encoded)
+    def _changed(self, channel: str) -> None:
+        self.presence_tracker.changed(channel)
 
     def _on_control(self, message: dict[str, Any]) -> None:
         """Cluster-wide control messages, applied on every node (this one included)."""
@@ -505,11 +513,7 @@ class Hub:
         self._notify(self._on_disconnect, connection)
 
     def _forget(self, connection: Connection, channel: str) -> None:
-        subscribers = self._channels.get(channel)
-        if subscribers is not None:
-            subscribers.discard(connection)
-            if not subscribers:
-                del self._channels[channel]
+        self.fanout.discard(channel, connection)
 
     async def subscribe(
         self,
@@ -537,7 +541,7 @@ class Hub:
                 request_id=request_id,
             )
         session.begin_subscribe(channel, types=types, since=since, request_id=request_id)
-        self._channels.setdefault(channel, set()).add(connection)
+        self.fanout.add(channel, connection)
         limit = self.settings.history_size if since is not None else 0
         try:
             page = await self.store.read(channel, since=since, limit=limit)
@@ -589,19 +593,27 @@ class Hub:
     def channel_stats(self) -> list[dict[str, Any]]:
         """Channels with local subscribers, busiest first."""
         counts = sorted(
-            ((channel, len(subs)) for channel, subs in self._channels.items()),
+            ((channel, len(subs)) for channel, subs in self.fanout.subscribers.items()),
             key=lambda item: (-item[1], item[0]),
         )
         return [{"channel": channel, "subscribers": count} for channel, count in counts]
 
-    def presence(self, channel: str) -> dict[str, Any]:
+    async def presence(self, channel: str) -> dict[str, Any]:
+        """Connections and distinct client ids following ``channel`` on every node."""
         validate_channel(channel)
-        subscribers = self._channels.get(channel, set())
-        clients = sorted({c.client_id for c in subscribers if c.client_id is not None})
-        return {"channel": channel, "connections": len(subscribers), "clients": clients}
+        try:
+            entry = await self.presence_tracker.get(channel)
+        except Exception as exc:
+            log.warning("presence read failed: %s", type(exc).__name__)
+            raise Unavailable("presence cannot be read right now") from None
+        return {
+            "channel": channel,
+            "connections": entry.connections,
+            "clients": list(entry.clients),
+        }
 
     def subscriptions_count(self) -> int:
-        return sum(len(subs) for subs in self._channels.values())
+        return sum(len(subs) for subs in self.fanout.subscribers.values())
 
     def delivered_total(self) -> int:
         return self.counters.delivered_closed + sum(

@@ -7,7 +7,10 @@ the listening socket and the process exits within a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -32,6 +35,16 @@ class HubServer(uvicorn.Server):
         log.info("shutting down: closing streams with server_shutdown")
         await self.hub.close_connections("server_shutdown", grace=2.0)
         await super().shutdown(sockets=sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the signals it caught once it has shut down, so SIGTERM would
+        # end the process with -15. A graceful shutdown on SIGTERM is a clean exit: 0.
+        with super().capture_signals():
+            yield
+            self._captured_signals[:] = [
+                sig for sig in self._captured_signals if sig != signal.SIGTERM
+            ]
 
 
 def build_config(hub: Hub, settings: Settings, **overrides: Any) -> uvicorn.Config:

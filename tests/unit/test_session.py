@@ -451,14 +451,17 @@ def test_drop_policy_keeps_the_outbox_bounded_for_a_stuck_client() -> None:
     session = ws_session(max_frames=8, max_bytes=10_000, slow_consumer="drop")
     subscribed(session, "a")
     subscribed(session, "b")
-    for offset in range(1, 2001):
-        session.deliver(event(offset, channel="a" if offset % 3 else "b"))
+    offsets = {"a": 0, "b": 0}  # offsets grow by one per channel, as a store assigns them
+    for n in range(1, 2001):
+        channel = "a" if n % 3 else "b"
+        offsets[channel] += 1
+        session.deliver(event(offsets[channel], channel=channel))
         assert len(session.outbox) <= 8 + 2  # the bound, plus one reset per channel
         assert session.outbox.nbytes <= 10_000 + 2 * 200
     got = summary(session)
     assert got.count(("reset", "a", "dropped")) == 1
     assert got.count(("reset", "b", "dropped")) == 1
-    assert got[-1] == ("event", "a", "ep1-2000")
+    assert got[-1] == ("event", "a", f"ep1-{offsets['a']}")
 
 
 def test_drop_policy_keeps_control_frames() -> None:
@@ -631,3 +634,11 @@ def test_websocket_wire_has_no_position_frame() -> None:
     session = subscribed(ws_session())
     session.mark_position()
     assert session.take_frames() == []
+
+
+def test_a_gap_in_live_events_is_answered_with_reset() -> None:
+    session = subscribed(ws_session())
+    session.deliver(event(1))
+    session.deliver(event(4))  # 2 and 3 never arrived and could not be filled
+    got = summary(session)
+    assert got[-2:] == [("reset", "news", "history_gap"), ("event", "news", "ep1-4")]

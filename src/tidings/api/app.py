@@ -20,7 +20,7 @@ from tidings.api.errors import install_error_handlers
 from tidings.api.models import BatchPublishRequest, EventOut, PublishRequest
 from tidings.api.routes import build_router
 from tidings.api.static import mount_static
-from tidings.logs import request_id_var
+from tidings.logs import install_redaction, request_id_var
 
 if TYPE_CHECKING:
     from tidings.hub import Hub
@@ -85,6 +85,8 @@ def build_app(hub: Hub) -> ASGIApp:
     """Build the ASGI app serving ``hub``."""
     from tidings.transports.sse import SSEEndpoint
     from tidings.transports.websocket import WebSocketEndpoint
+
+    install_redaction()  # uvicorn logs request paths: ?token= must not reach the logs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

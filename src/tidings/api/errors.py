@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -36,7 +37,8 @@ _HTTP_CODES = {
 def _headers(exc: TidingsError) -> dict[str, str]:
     if exc.retry_after is None:
         return {}
-    return {"Retry-After": str(max(1, round(exc.retry_after)))}
+    # Rounded up: a client that waits this long must not be refused again.
+    return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
 
 
 def error_response(

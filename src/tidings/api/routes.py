@@ -191,7 +191,7 @@ def build_router(hub: Hub) -> APIRouter:
         summary="Connections and distinct client ids subscribed to a channel",
     )
     async def presence(channel: str, _: Identity = Depends(admin)) -> Response:
-        return _json(hub.presence(channel))
+        return _json(await hub.presence(channel))
 
     @router.get(
         "/api/v1/channels",

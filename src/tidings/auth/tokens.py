@@ -116,10 +116,13 @@ class TokenVerifier:
         if alg in ASYMMETRIC:
             if self._jwks is not None:
                 kid = header.get("kid")
+                # A key of another type would make PyJWT raise TypeError, not refuse.
                 for key in self._jwks.keys:
-                    if kid is None or key.key_id == kid:
+                    if (kid is None or key.key_id == kid) and key.algorithm_name == alg:
                         return key.key, [alg]
-                raise Unauthorized("no key matches the token's kid", code="invalid_token")
+                raise Unauthorized(
+                    "no key matches the token's kid and algorithm", code="invalid_token"
+                )
             if self._public_key:
                 return self._public_key, [alg]
         raise Unauthorized(

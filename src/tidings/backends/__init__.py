@@ -51,11 +51,12 @@ def broker_from_url(url: str) -> Broker:
     raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")
 
 
-def presence_from_url(url: str) -> Presence:
-    """The presence backend that goes with a broker URL (presence is cluster-wide state)."""
+def presence_from_url(url: str) -> Presence | None:
+    """The presence backend that goes with a broker URL (presence is cluster-wide state).
+
+    ``None`` for the memory broker: a single node answers from its own registry.
+    """
     scheme = _scheme(url)
     if scheme == "memory":
-        from tidings.backends.memory import MemoryPresence
-
-        return MemoryPresence()
+        return None
     raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")

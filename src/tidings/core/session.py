@@ -341,6 +341,10 @@ class Session:
                 self._push(self.wire.reset(subscription.channel, "history_gap", position), None)
             elif position.offset <= current.offset:
                 return  # already delivered: the recovery seam or a broker redelivery
+            elif position.offset > current.offset + 1:
+                # Events were lost before reaching this node and the store could not fill
+                # the hole: tell the client instead of leaving it with a silent gap.
+                self._push(self.wire.reset(subscription.channel, "history_gap", position), None)
         subscription.position = position
         if not subscription.wants(encoded.event.type):
             return

@@ -1,0 +1,135 @@
+"""Local fan-out: which connections of this node follow which channel, and delivery.
+
+Every event the broker brings goes through a :class:`~tidings.core.sequencer.Sequencer`
+first, so each local subscriber gets a channel's events once and in order whatever the
+broker did. A gap (an event arrived early, or some were lost while the broker was
+reconnecting) is given a short grace to close by itself, then filled from the store;
+after a broker reconnect every followed channel is filled at once. Each event is
+encoded once for all of its subscribers, and sessions only queue frames: nothing here
+ever waits for a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from tidings.backends.base import Store
+from tidings.core.events import EncodedEvent, Event
+from tidings.core.sequencer import Sequencer
+
+if TYPE_CHECKING:
+    from tidings.connection import Connection
+
+__all__ = ["FanOut"]
+
+log = logging.getLogger("tidings.fanout")
+
+
+class FanOut:
+    """The local channel registry and ordered delivery to its connections."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        history_size: int,
+        gap_grace: float = 0.2,
+        on_change: Callable[[str], None] = lambda channel: None,
+    ) -> None:
+        self.store = store
+        self.history_size = history_size
+        self.gap_grace = gap_grace
+        self.subscribers: dict[str, set[Connection]] = {}
+        self.sequencer = Sequencer()
+        self._on_change = on_change
+        self._filling: dict[str, asyncio.Task[None]] = {}
+        #: Gaps the store could not fill (sessions answered them with ``reset``).
+        self.unfilled_gaps = 0
+
+    # -- registry ---------------------------------------------------------------------
+
+    def add(self, channel: str, connection: Connection) -> None:
+        subscribers = self.subscribers.setdefault(channel, set())
+        if connection not in subscribers:
+            subscribers.add(connection)
+            self._on_change(channel)
+
+    def discard(self, channel: str, connection: Connection) -> None:
+        subscribers = self.subscribers.get(channel)
+        if subscribers is None or connection not in subscribers:
+            return
+        subscribers.discard(connection)
+        if not subscribers:
+            del self.subscribers[channel]
+            self.sequencer.forget(channel)
+            task = self._filling.pop(channel, None)
+            if task is not None:
+                task.cancel()
+        self._on_change(channel)
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """The broker's event sink."""
+        if event.channel not in self.subscribers:
+            return
+        ready, gap = self.sequencer.feed(event)
+        for item in ready:
+            self._deliver(item)
+        if gap:
+            self._fill_later(event.channel, self.gap_grace)
+
+    def _deliver(self, event: Event) -> None:
+        subscribers = self.subscribers.get(event.channel)
+        if not subscribers:
+            return
+        encoded = EncodedEvent(event)
+        for connection in subscribers:
+            connection.session.deliver(encoded)
+
+    def resync(self) -> None:
+        """The broker reconnected: fill every followed channel from the store now."""
+        for channel in self.sequencer.channels():
+            self._fill_later(channel, 0.0)
+
+    def _fill_later(self, channel: str, delay: float) -> None:
+        if channel in self._filling:
+            return
+        task = asyncio.get_running_loop().create_task(self._fill(channel, delay))
+        self._filling[channel] = task
+        task.add_done_callback(lambda _: self._filling.pop(channel, None))
+
+    async def _fill(self, channel: str, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)  # a reordered event usually closes the gap by itself
+        last = self.sequencer.last(channel)
+        if last is None:
+            return
+        try:
+            page = await self.store.read(channel, since=str(last), limit=self.history_size)
+        except Exception as exc:
+            log.warning("could not fill a gap from the store: %s", type(exc).__name__)
+            page = None
+        if page is not None:
+            for event in page.events:
+                ready, _ = self.sequencer.feed(event)
+                for item in ready:
+                    self._deliver(item)
+        skipped = self.sequencer.skip(channel)
+        if skipped or (page is not None and not page.complete):
+            self.unfilled_gaps += 1
+            log.warning("a gap in %r could not be filled from history", channel)
+        for item in skipped:
+            self._deliver(item)
+
+    async def close(self) -> None:
+        tasks = list(self._filling.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
