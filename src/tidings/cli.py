@@ -251,8 +251,9 @@ def listen(
     """Tail channels live (over SSE), resuming by itself when the stream drops."""
     from tidings.tail import tail
 
+    status = 0
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
+        status = asyncio.run(
             tail(
                 url,
                 channels,
@@ -263,6 +264,8 @@ def listen(
                 count=count,
             )
         )
+    if status:
+        raise typer.Exit(status)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tidings.backends.base import Store
-from tidings.core.events import EncodedEvent, Event
+from tidings.core.events import EncodedEvent, Event, Position
 from tidings.core.sequencer import Sequencer
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ class FanOut:
 
     def add(self, channel: str, connection: Connection) -> None:
         subscribers = self.subscribers.setdefault(channel, set())
+        if not subscribers:
+            self.sequencer.expect(channel)
         if connection not in subscribers:
             subscribers.add(connection)
             self._on_change(channel)
@@ -70,6 +72,16 @@ class FanOut:
             if task is not None:
                 task.cancel()
         self._on_change(channel)
+
+    def started(self, channel: str, position: Position) -> None:
+        """A subscribe read ``channel``'s position from the store: events after it flow."""
+        if channel not in self.subscribers:
+            return
+        ready, gap = self.sequencer.start(channel, position)
+        for item in ready:
+            self._deliver(item)
+        if gap:
+            self._fill_later(channel, self.gap_grace)
 
     # -- delivery ---------------------------------------------------------------------------
 

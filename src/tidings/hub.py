@@ -550,6 +550,9 @@ class Hub:
             self._forget(connection, channel)
             log.warning("store read failed: %s", type(exc).__name__, extra=connection.log_extra())
             raise Unavailable("history cannot be read right now", request_id=request_id) from None
+        # Release live events held since the registration, then settle the session: it
+        # buffered them and now emits history, then those that follow it.
+        self.fanout.started(channel, page.position)
         session.finish_subscribe(channel, page)
 
     def unsubscribe(

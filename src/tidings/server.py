@@ -71,22 +71,9 @@ def run(settings: Settings) -> None:
     """Serve ``settings`` until interrupted (``tidings serve``)."""
     configure_logging(settings.log_format, settings.log_level)
     if settings.workers > 1:
-        # Each worker builds its own hub from the same settings (shared broker).
-        config = uvicorn.Config(
-            "tidings.server:worker_app",
-            factory=True,
-            workers=settings.workers,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            ws_max_size=settings.max_message_size,
-            ws_ping_interval=None,
-            ws_ping_timeout=None,
-            ws_per_message_deflate=False,
-            timeout_graceful_shutdown=2,
-        )
-        _WORKER_SETTINGS.append(settings)
-        uvicorn.Server(config).run()
+        from tidings.workers import serve_workers
+
+        serve_workers(settings)
         return
     hub = Hub(settings)
     server = HubServer(build_config(hub, settings), hub)
@@ -98,10 +85,3 @@ def run(settings: Settings) -> None:
         settings.broker,
     )
     server.run()
-
-
-_WORKER_SETTINGS: list[Settings] = []
-
-
-def worker_app() -> Any:  # pragma: no cover - exercised by the multi-worker tests
-    return Hub(_WORKER_SETTINGS[-1]).asgi_app()

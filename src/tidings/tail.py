@@ -18,6 +18,7 @@ from tidings.core.sse import SSEDecoder
 __all__ = ["tail"]
 
 console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
 
 
 def _line(message_data: str) -> str:
@@ -44,8 +45,11 @@ async def tail(
     json_lines: bool = False,
     count: int | None = None,
     max_delay: float = 30.0,
-) -> None:
-    """Print events of ``channels`` until interrupted or ``count`` events were shown."""
+) -> int:
+    """Print events of ``channels`` until interrupted or ``count`` events were shown.
+
+    Returns the exit status: 0, or 1 when the hub refused the stream (a 4xx answer).
+    """
     query = urlencode([("channel", c) for c in channels] + [("type", t) for t in types])
     stream_url = url.rstrip("/") + "/api/v1/events?" + query
     cursor = since
@@ -62,9 +66,9 @@ async def tail(
                 async with client.stream("GET", stream_url, headers=headers) as response:
                     if response.status_code != 200:
                         body = (await response.aread()).decode(errors="replace")[:300]
-                        console.print(f"[red]{response.status_code}[/red] {escape(body)}")
+                        err.print(f"[red]{response.status_code}[/red] {escape(body)}")
                         if 400 <= response.status_code < 500 and response.status_code != 429:
-                            return
+                            return 1
                         raise httpx.TransportError("refused")
                     failures = 0
                     decoder = SSEDecoder()
@@ -81,7 +85,7 @@ async def tail(
                                 console.print(_line(message.data))
                                 shown += 1
                             if count is not None and shown >= count:
-                                return
+                                return 0
                         cursor = decoder.last_event_id or cursor
             except httpx.HTTPError:
                 pass

@@ -84,3 +84,17 @@ def test_any_arrival_order_with_redeliveries_is_released_once_in_order(
     for n in order + again:
         released += offsets(seq.feed(ev(n))[0])
     assert released == list(range(1, 40))
+
+
+def test_a_channel_expected_holds_events_until_its_start_position_is_known() -> None:
+    seq = Sequencer()
+    seq.expect("c")
+    assert seq.feed(ev(7)) == ([], False)  # arrived before event 6, and before the read
+    assert seq.feed(ev(5)) == ([], False)
+    ready, gap = seq.start("c", Position("e1", 5))  # the store stood at 5 when read
+    assert ready == []  # 5 is history; 7 waits for 6
+    assert gap is True
+    ready, gap = seq.feed(ev(6))
+    assert offsets(ready) == [6, 7]
+    assert gap is False
+    assert seq.start("c", Position("e1", 99)) == ([], False)  # only the first read counts

@@ -20,7 +20,8 @@ __all__ = ["Sequencer"]
 
 @dataclass(slots=True)
 class _Track:
-    last: Position
+    #: ``None`` until :meth:`Sequencer.start` says where the channel stands.
+    last: Position | None
     held: dict[int, Event] = field(default_factory=dict)
 
 
@@ -39,6 +40,27 @@ class Sequencer:
         track = self._tracks.get(channel)
         return track.last if track else None
 
+    def expect(self, channel: str) -> None:
+        """Begin following ``channel``; hold its events until :meth:`start` is called.
+
+        A node starts following a channel before it knows where the channel stands (the
+        store is read after subscribing, so that nothing falls between the two).
+        """
+        self._tracks.setdefault(channel, _Track(None))
+
+    def start(self, channel: str, position: Position) -> tuple[list[Event], bool]:
+        """The channel stood at ``position`` when first read: release what follows it."""
+        track = self._tracks.get(channel)
+        if track is None or track.last is not None:
+            return [], False
+        held, track.held = track.held, {}
+        track.last = position
+        ready: list[Event] = []
+        for offset in sorted(held):
+            more, _ = self.feed(held[offset])
+            ready.extend(more)
+        return ready, bool(track.held)
+
     def forget(self, channel: str) -> None:
         """Stop following ``channel`` (its last local subscriber left)."""
         self._tracks.pop(channel, None)
@@ -53,8 +75,13 @@ class Sequencer:
         """
         position = event.position
         track = self._tracks.get(event.channel)
-        if track is None or track.last.epoch != position.epoch:
-            # A new channel, or a history that started over: follow from here.
+        if track is not None and track.last is None:
+            track.held[position.offset] = event  # not started yet: hold
+            if len(track.held) > self.max_held:
+                return self.skip(event.channel), False
+            return [], False
+        if track is None or track.last is None or track.last.epoch != position.epoch:
+            # A channel not expected, or a history that started over: follow from here.
             self._tracks[event.channel] = _Track(position)
             return [event], False
         expected = track.last.offset + 1
@@ -72,7 +99,7 @@ class Sequencer:
 
     def _release(self, track: _Track, ready: list[Event]) -> None:
         held = track.held
-        while held:
+        while held and track.last is not None:
             following = held.pop(track.last.offset + 1, None)
             if following is None:
                 break

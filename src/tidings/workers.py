@@ -1,0 +1,91 @@
+"""``tidings serve --workers N``: N hub processes sharing one listening socket.
+
+The parent binds the socket once and starts N worker processes (spawned, so no state
+leaks between them); each runs a full hub with the same settings, which must name a
+shared broker. On SIGTERM or SIGINT the parent asks every worker to shut down
+gracefully (each sends ``server_shutdown`` to its clients) and waits for them; a worker
+that dies unexpectedly is replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import threading
+from multiprocessing.context import SpawnProcess
+from types import FrameType
+
+from tidings.settings import Settings
+
+__all__ = ["serve_workers"]
+
+log = logging.getLogger("tidings.workers")
+
+
+def _worker(settings: Settings, sock: socket.socket) -> None:  # pragma: no cover - subprocess
+    from tidings.hub import Hub
+    from tidings.logs import configure_logging
+    from tidings.server import HubServer, build_config
+
+    configure_logging(settings.log_format, settings.log_level)
+    hub = Hub(settings)
+    server = HubServer(build_config(hub, settings), hub)
+    server.run(sockets=[sock])
+
+
+def _bind(settings: Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_workers(settings: Settings) -> int:
+    """Run ``settings.workers`` hub processes until told to stop; return an exit code."""
+    context = multiprocessing.get_context("spawn")
+    sock = _bind(settings)
+    stopping = threading.Event()
+
+    def start() -> SpawnProcess:
+        process = context.Process(target=_worker, args=(settings, sock), daemon=False)
+        process.start()
+        return process
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    processes = [start() for _ in range(settings.workers)]
+    log.info(
+        "tidings serving on http://%s:%s/ with %d workers (broker %s)",
+        settings.host,
+        sock.getsockname()[1],
+        settings.workers,
+        settings.broker,
+    )
+    try:
+        while not stopping.wait(0.5):
+            for index, process in enumerate(processes):
+                if not process.is_alive():
+                    log.warning(
+                        "worker %s exited with %s; starting another", process.pid, process.exitcode
+                    )
+                    processes[index] = start()
+    finally:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                process.terminate()  # SIGTERM: each worker shuts down gracefully
+        for process in processes:
+            process.join(timeout=8)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
