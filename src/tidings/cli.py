@@ -116,9 +116,14 @@ def serve(
     if problem:
         err.print(f"[red]tidings:[/red] {problem}")
         raise typer.Exit(2)
+    from tidings.backends.sqlite import SQLiteStoreError
     from tidings.server import run
 
-    run(settings)
+    try:
+        run(settings)
+    except (ValueError, OSError, ImportError, SQLiteStoreError) as exc:
+        err.print(f"[red]tidings: cannot start:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 def startup_problem(settings: Settings) -> str | None:

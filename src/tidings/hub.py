@@ -249,6 +249,11 @@ class Hub:
         if not self._started:
             raise Unavailable("the hub is not started")
         new = [self._validate(p) for p in publications]
+        # Once the store has an event it must reach the broker too: a caller that goes
+        # away (client disconnect, timeout) must not cancel the step in between.
+        return await asyncio.shield(self._store_and_broadcast(new))
+
+    async def _store_and_broadcast(self, new: list[NewEvent]) -> list[Event]:
         try:
             stored = await self.store.append(new)
         except TidingsError:
@@ -264,7 +269,12 @@ class Hub:
                 raise
             except Exception as exc:
                 log.warning("broker publish failed: %s", type(exc).__name__)
-                raise Unavailable("the broker cannot be reached") from None
+                # Stored but not broadcast: live subscribers get it when the broker is
+                # back (nodes fill gaps from the store), and history has it already.
+                raise Unavailable(
+                    "the broker cannot be reached; the event is stored and will be "
+                    "delivered when it recovers"
+                ) from None
             self.counters.published += len(fresh)
         return [event for event, _ in stored]
 

@@ -70,6 +70,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+# Pause between attempts to set up a file that another process is setting up, s.
+_OPEN_RETRY_S = 0.01
 # How long a read waits for the write lock to delete what it found expired, ms.
 _PRUNE_WAIT_MS = 50
 
@@ -107,7 +109,8 @@ class SQLiteStore:
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
-        self.path = Path(path)
+        # Absolute, so that messages are clear and ping() checks the file that was opened.
+        self.path = Path(path).absolute()
         self.limits = limits or StoreLimits()
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
@@ -198,21 +201,38 @@ class SQLiteStore:
             self._open_error = f"cannot open the SQLite store {where!r}: {exc}"
             raise SQLiteStoreError(self._open_error) from None
         try:
-            self.epoch = self._prepare(conn)
+            self.epoch = self._prepare_patiently(conn)
             stat = os.stat(where)
             self._inode = (stat.st_dev, stat.st_ino)
         except SQLiteStoreError as exc:
             conn.close()
             self._open_error = str(exc)
             raise
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             conn.close()
-            self._open_error = (
-                f"{where!r} cannot be used as a tidings SQLite store "
-                f"(is it a SQLite database?): {exc}"
-            )
+            if exc.sqlite_errorname in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                self._open_error = (
+                    f"{where!r} cannot be used as a tidings SQLite store: it is not a SQLite "
+                    f"database, or it is damaged ({exc})"
+                )
+            else:
+                self._open_error = f"cannot open the SQLite store {where!r}: {exc}"
             raise SQLiteStoreError(self._open_error) from None
         self._conn = conn
+
+    def _prepare_patiently(self, conn: sqlite3.Connection) -> str:
+        # Switching a new file to WAL needs an exclusive lock, and SQLite answers "busy"
+        # at once, without waiting, when two connections would deadlock on it (several
+        # processes opening a new file together): try again until busy_timeout.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return self._prepare(conn)
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorname.startswith("SQLITE_BUSY")
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(_OPEN_RETRY_S)
 
     def _prepare(self, conn: sqlite3.Connection) -> str:
         """Set the connection up, create or migrate the schema; return the epoch."""
