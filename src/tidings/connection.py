@@ -11,6 +11,7 @@ stuck writing (a client that stopped reading), the pump is cancelled after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -121,19 +122,23 @@ class Connection:
         tick: float,
         on_tick: Callable[[], None],
     ) -> None:
-        """Send queued frames until the session is closed; call ``on_tick`` when idle."""
+        """Send queued frames until the session is closed; call ``on_tick`` every ``tick``
+        seconds, busy or not (pings must go out to a client that only receives)."""
         self._pump_task = asyncio.current_task()
         session = self.session
         ready = self.ready
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + tick
         try:
             while True:
+                if loop.time() >= next_tick:
+                    next_tick = loop.time() + tick
+                    on_tick()
                 if not ready.is_set():
-                    try:
-                        async with asyncio.timeout(tick):
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max(0.0, next_tick - loop.time())):
                             await ready.wait()
-                    except TimeoutError:
-                        on_tick()
-                        continue
+                    continue
                 ready.clear()
                 frames = session.take_frames()
                 if frames:

@@ -14,7 +14,7 @@ from tidings.auth.policy import authorize_publish
 from tidings.connection import Connection
 from tidings.core import protocol
 from tidings.core.events import format_timestamp
-from tidings.errors import Forbidden, NotFound, TidingsError, Unauthorized
+from tidings.errors import BadRequest, Forbidden, NotFound, TidingsError, Unauthorized
 from tidings.hub import Hub
 
 __all__ = ["dispatch", "error_frame"]
@@ -49,7 +49,7 @@ async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMes
                 identity,
                 [channel],
                 limiter=hub.publish_limiter,
-                rate_key=connection.remote or connection.id,
+                rate_key=(connection.remote or connection.id).rpartition(":")[0] or connection.id,
                 request_id=rid,
             )
             try:
@@ -86,7 +86,7 @@ async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMes
 def _refresh(hub: Hub, connection: Connection, token: str, rid: protocol.RequestId) -> None:
     """Replace the connection's credential with a newer token of the same client."""
     if hub.authenticator.verifier is None:
-        raise TidingsError(
+        raise BadRequest(
             "this hub has no token verification configured", code="auth_disabled", request_id=rid
         )
     try:

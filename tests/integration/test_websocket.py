@@ -132,3 +132,30 @@ async def test_shutdown_tells_every_websocket(served: RunningHub) -> None:
         }
         await closing
         assert not served.hub.connections
+
+
+async def test_a_receiving_client_is_pinged_and_kept_while_events_flow() -> None:
+    async with running_hub(ping_interval=0.2) as served:
+        async with websockets.connect(served.ws_url + "/ws?channel=busy") as ws:
+            await _recv(ws, "subscribed")
+            loop = asyncio.get_running_loop()
+            pings = events = 0
+            publisher = asyncio.create_task(_publish_every(served, 0.05, 40))
+            deadline = loop.time() + 2.5
+            async with asyncio.timeout(5):
+                while not (publisher.done() and events == 40):
+                    message = json.loads(await ws.recv())
+                    assert message["type"] != "disconnect", message
+                    if message["type"] == "ping":
+                        pings += 1
+                        await ws.send(json.dumps({"type": "pong"}))
+                    elif message["type"] == "event":
+                        events += 1
+            assert loop.time() < deadline
+            assert pings >= 5  # pinged on schedule although the stream never went idle
+
+
+async def _publish_every(served: RunningHub, period: float, count: int) -> None:
+    for n in range(count):
+        await served.hub.publish("busy", "tick", n)
+        await asyncio.sleep(period)  # the pace of the traffic is what is under test

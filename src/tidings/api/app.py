@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from starlette.routing import Route, WebSocketRoute
@@ -109,6 +110,18 @@ def build_app(hub: Hub) -> ASGIApp:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    if hub.settings.allowed_origins:
+        # Browsers on the allowed origins may also call the API and open EventSource
+        # cross-origin (with credentials, for cookie tokens).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(hub.settings.allowed_origins),
+            allow_credentials="*" not in hub.settings.allowed_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
     sse = SSEEndpoint(hub)
     ws = WebSocketEndpoint(hub)
     app.router.routes.extend(

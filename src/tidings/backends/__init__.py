@@ -31,6 +31,17 @@ def _scheme(url: str) -> str:
     return scheme.lower()
 
 
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+def _require_redis() -> None:
+    """Fail with the fix when a Redis URL is used without the ``redis`` extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("redis") is None:
+        raise ImportError("Redis backends need the redis package: pip install 'tidings[redis]'")
+
+
 def store_from_url(url: str, limits: StoreLimits) -> Store:
     """Build the store a URL names."""
     scheme = _scheme(url)
@@ -38,6 +49,15 @@ def store_from_url(url: str, limits: StoreLimits) -> Store:
         from tidings.backends.memory import MemoryStore
 
         return MemoryStore(limits)
+    if scheme == "sqlite":
+        from tidings.backends.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url, limits)
+    if scheme in _REDIS_SCHEMES:
+        _require_redis()
+        from tidings.backends.redis_store import RedisStore
+
+        return RedisStore(url, limits)
     raise ValueError(f"unknown store scheme {scheme!r}: use memory://")
 
 
@@ -48,6 +68,11 @@ def broker_from_url(url: str) -> Broker:
         from tidings.backends.memory import MemoryBroker
 
         return MemoryBroker()
+    if scheme in _REDIS_SCHEMES:
+        _require_redis()
+        from tidings.backends.redis_broker import RedisBroker
+
+        return RedisBroker(url)
     raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")
 
 
@@ -59,4 +84,9 @@ def presence_from_url(url: str) -> Presence | None:
     scheme = _scheme(url)
     if scheme == "memory":
         return None
+    if scheme in _REDIS_SCHEMES:
+        _require_redis()
+        from tidings.backends.redis import RedisPresence
+
+        return RedisPresence(url)
     raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")

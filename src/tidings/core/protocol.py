@@ -77,6 +77,7 @@ CLOSE_CODES: dict[str, tuple[CloseCode, bool]] = {
     "rate_limited": (CloseCode.RATE_LIMITED, True),
     "too_many_connections": (CloseCode.RATE_LIMITED, True),
     "message_too_big": (CloseCode.MESSAGE_TOO_BIG, False),
+    "unavailable": (CloseCode.TRY_AGAIN_LATER, True),
 }
 
 

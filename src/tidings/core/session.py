@@ -186,6 +186,9 @@ class Session:
         self.outbox = Outbox(max_frames, max_bytes)
         self.slow_consumer: SlowConsumerPolicy = slow_consumer
         self.close_reason: str | None = None
+        #: Channels a stream will carry, declared before they are subscribed one by one,
+        #: so that its cursor has the multi-channel form from the first frame.
+        self.declared_width = 0
         #: Events dropped by the ``drop`` policy, for metrics.
         self.dropped = 0
         #: Frames queued for delivery of events, for metrics.
@@ -305,7 +308,12 @@ class Session:
 
     def cursor(self) -> str:
         """The resume cursor of the whole session (see :mod:`tidings.core.cursor`)."""
-        return encode_cursor(self.positions(), channels=len(self.subscriptions))
+        return encode_cursor(self.positions(), channels=self.width)
+
+    @property
+    def width(self) -> int:
+        """How many channels the stream carries: those followed, or more if declared."""
+        return max(len(self.subscriptions), self.declared_width)
 
     def mark_position(self) -> None:
         """Queue the wire's position marker (SSE: an ``id:``-only frame) if it has one."""

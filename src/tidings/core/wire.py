@@ -19,7 +19,7 @@ class SSEWire:
 
     def event(self, encoded: EncodedEvent, session: Session) -> bytes:
         # The cursor of a one-channel stream is the event's id: no per-event work.
-        single = len(session.subscriptions) == 1
+        single = session.width == 1
         cursor = encoded.event.id if single else session.cursor()
         return b"id: " + cursor.encode() + b"\n" + encoded.sse_body(plain=self.plain)
 

@@ -93,6 +93,7 @@ class SSEEndpoint:
             }
         )
         session = connection.session
+        session.declared_width = len(channels)
         since = (
             decode_cursor(request.last_event_id, channels)
             if request.last_event_id is not None
@@ -102,7 +103,7 @@ class SSEEndpoint:
             for channel in channels:
                 await hub.subscribe(connection, channel, types=request.types, since=since[channel])
         except TidingsError as exc:
-            connection.close("unavailable" if exc.status == 503 else exc.code)
+            connection.close("unavailable" if exc.status >= 500 else exc.code)
         session.mark_position()
 
         heartbeat = sse.comment("ping")

@@ -1,0 +1,276 @@
+"""The Redis broker: events and control messages between hub nodes over pub/sub.
+
+Two pub/sub channels per prefix and database (see :mod:`.redis`): ``…:events`` carries
+JSON arrays of events (each serialised once, as ``Event.to_dict()``), ``…:control``
+carries control messages. One reader task per node receives both on a connection of its
+own and hands them to the hub.
+
+**Order.** Redis delivers a pub/sub channel's messages to each subscriber in the order
+they were published. What needs care is the order *between* storing and publishing: if
+node A stores offset 5 and node B offset 6, B may publish first. When the store is a
+:class:`~tidings.backends.redis_store.RedisStore` on the same Redis, database and prefix,
+:meth:`RedisBroker.bind_store` closes that window: the store's append script publishes the
+events itself, in the same atomic step that assigns their offsets, so every node receives
+each channel's events in offset order, and :meth:`RedisBroker.publish` skips events the
+store already published. Unbound (another store, or another Redis), events are published
+after they are stored and nodes publishing to one channel at once can interleave; the
+hub's gap/duplicate guard on positions then fills any hole from the store.
+
+**Failure.** Nothing is retried behind the caller's back: :meth:`publish` raises
+:class:`~tidings.errors.Unavailable` within the socket timeouts (2 s to connect, 5 s per
+call, unless the URL sets ``socket_connect_timeout``/``socket_timeout``). The reader
+notices a lost connection at once when the server closes it, or by an unanswered PING
+after ``health_interval`` seconds of silence otherwise; it then reconnects with
+exponential backoff and full jitter (``backoff_base`` doubling up to ``backoff_cap``),
+re-subscribes and calls ``on_resync``: events published meanwhile were missed, and the
+hub refills its channels from the store.
+
+This module never sees client connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from redis.asyncio.client import PubSub
+
+from tidings.backends.base import EventSink, MessageSink, ResyncSink
+from tidings.backends.redis import (
+    SOCKET_TIMEOUT,
+    connect,
+    parse_redis_url,
+    server_identity,
+    unavailable,
+)
+from tidings.backends.redis_store import RedisStore
+from tidings.core.events import Event
+from tidings.errors import Unavailable
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger("tidings.backends.redis")
+
+
+class RedisBroker:
+    """Pub/sub between hub nodes; reconnects by itself (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 5.0,
+        health_interval: float = 5.0,
+    ) -> None:
+        options = parse_redis_url(url)
+        self.prefix = options.prefix
+        self._client = connect(options.url)
+        db = int(self._client.connection_pool.connection_kwargs.get("db") or 0)
+        self.events_channel = f"{self.prefix}:{db}:events"
+        self.control_channel = f"{self.prefix}:{db}:control"
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.health_interval = health_interval
+        timeout = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._timeout = float(timeout or SOCKET_TIMEOUT)
+        self._on_event: EventSink | None = None
+        self._on_control: MessageSink | None = None
+        self._on_resync: ResyncSink | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._store: RedisStore | None = None
+        self._subscribed = False
+        self._closed = False
+        #: How many times the reader re-subscribed after losing its connection.
+        self.reconnects = 0
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the reader is subscribed now (false while it reconnects)."""
+        return self._subscribed
+
+    # -- binding to a store -----------------------------------------------------------------
+
+    def bind_store(self, store: object) -> bool:
+        """Let ``store`` publish the events it stores, atomically with storing them.
+
+        Only a :class:`RedisStore` on this broker's server, database and prefix can be
+        bound; returns whether ``store`` was. The hub calls this once, before publishing.
+        """
+        if not isinstance(store, RedisStore) or store.prefix != self.prefix:
+            return False
+        if store.server != server_identity(self._client):
+            return False
+        store.publish_on_append(self.events_channel)
+        self._store = store
+        return True
+
+    # -- Broker ---------------------------------------------------------------------------
+
+    async def start(
+        self, on_event: EventSink, on_control: MessageSink, on_resync: ResyncSink | None = None
+    ) -> None:
+        """Subscribe, or raise :class:`Unavailable` if Redis cannot be reached now."""
+        if self._reader is not None:
+            return
+        self._on_event, self._on_control, self._on_resync = on_event, on_control, on_resync
+        with unavailable("broker"):
+            pubsub = await self._subscribe()
+        self._reader = asyncio.create_task(self._run(pubsub), name="tidings-redis-reader")
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        store = self._store
+        if store is not None:
+            events = [event for event in events if not store.take_published(event)]
+        if not events:
+            return
+        payload = orjson.dumps([event.to_dict() for event in events])
+        with unavailable("broker"):
+            await self._client.publish(self.events_channel, payload)
+
+    async def publish_control(self, message: dict[str, Any]) -> None:
+        with unavailable("broker"):
+            await self._client.publish(self.control_channel, orjson.dumps(message))
+
+    async def ping(self) -> None:
+        with unavailable("broker"):
+            await self._client.ping()
+        if self._reader is not None and not self._subscribed:
+            raise Unavailable("the Redis broker is reconnecting")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._store is not None:
+            self._store.publish_on_append(None)
+        await self._client.aclose()
+
+    # -- the reader ---------------------------------------------------------------------------
+
+    async def _subscribe(self) -> PubSub:
+        """A pub/sub connection subscribed to both channels, confirmed by the server."""
+        pubsub = self._client.pubsub()
+        try:
+            async with asyncio.timeout(2 * self._timeout):
+                await pubsub.subscribe(self.events_channel, self.control_channel)
+                confirmed = 0
+                while confirmed < 2:
+                    message = await pubsub.get_message(timeout=self._timeout)
+                    if message is None:
+                        raise TimeoutError("no subscription confirmation")
+                    if message["type"] == "subscribe":
+                        confirmed += 1
+                    else:  # cannot happen (Redis confirms both at once), but lose nothing
+                        self._dispatch(message)
+        except BaseException:
+            await _drop(pubsub)
+            raise
+        self._subscribed = True
+        return pubsub
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**attempt)], never below 10 ms."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 30))
+        return max(0.01, random.uniform(0, ceiling))
+
+    async def _run(self, pubsub: PubSub) -> None:
+        while True:
+            try:
+                await self._receive(pubsub)
+            except Exception as exc:  # whatever broke, a new connection is the cure
+                log.warning("redis broker lost its subscription: %s: %s", type(exc).__name__, exc)
+            finally:
+                self._subscribed = False
+                await _drop(pubsub)
+            pubsub = await self._resubscribe()
+            self.reconnects += 1
+            log.warning("redis broker subscribed again; the hub resyncs from the store")
+            on_resync = self._on_resync
+            if on_resync is not None:
+                try:
+                    on_resync()
+                except Exception:
+                    log.exception("on_resync failed")
+
+    async def _resubscribe(self) -> PubSub:
+        attempt = 0
+        while True:
+            await asyncio.sleep(self._backoff(attempt))
+            try:
+                return await self._subscribe()
+            except Exception as exc:
+                attempt += 1
+                # Say so now and then, not at every attempt of a long outage.
+                level = logging.WARNING if attempt & (attempt - 1) == 0 else logging.DEBUG
+                log.log(level, "redis broker reconnect attempt %d failed: %s", attempt, exc)
+
+    async def _receive(self, pubsub: PubSub) -> None:
+        """Hand messages over until the connection fails (then raise).
+
+        After ``health_interval`` seconds without a message the reader sends PING; no
+        answer within the socket timeout means a dead connection, even one whose server
+        never closed it (frozen, or cut off by the network).
+        """
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        pinged: float | None = None
+        while True:
+            due = heard + self.health_interval if pinged is None else pinged + self._timeout
+            message = await pubsub.get_message(timeout=max(0.01, due - loop.time()))
+            now = loop.time()
+            if message is not None:
+                heard, pinged = now, None
+                self._dispatch(message)
+            elif pinged is None:
+                if now >= due:
+                    await pubsub.ping()
+                    pinged = now
+            elif now >= due:
+                raise TimeoutError(f"no answer to PING within {self._timeout:g} s")
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] != "message":
+            return  # pong, subscribe confirmations
+        channel = message["channel"].decode()
+        try:
+            decoded = orjson.loads(message["data"])
+            if channel == self.events_channel:
+                events = [Event.from_dict(raw) for raw in decoded]
+            elif channel == self.control_channel and isinstance(decoded, dict):
+                if self._on_control is not None:
+                    _call(self._on_control, decoded)
+                return
+            else:
+                raise ValueError(f"unexpected message on {channel!r}")
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("redis broker dropped a malformed message: %s", exc)
+            return
+        if self._on_event is not None:
+            for event in events:
+                _call(self._on_event, event)
+
+
+async def _drop(pubsub: Any) -> None:
+    """Close a pub/sub connection, which may be broken already (``aclose`` is untyped)."""
+    try:
+        await pubsub.aclose()
+    except Exception as exc:
+        log.debug("closing a redis pub/sub connection failed: %s", exc)
+
+
+def _call(sink: Any, item: Any) -> None:
+    """Hand ``item`` to a hub callback; a failing callback must not stop the reader."""
+    try:
+        sink(item)
+    except Exception:
+        log.exception("a broker callback failed")
