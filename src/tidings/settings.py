@@ -46,6 +46,9 @@ class Settings(BaseModel):
     jwt_public_key: str | None = Field(None, description="PEM file for RS256/ES256")
     jwks_file: str | None = Field(None, description="JWKS file for RS256/ES256")
     jwt_audience: str | None = Field(None, description="required `aud` claim, if set")
+    jwt_leeway: float = Field(
+        5.0, ge=0, le=300, description="seconds of clock skew tolerated on exp/iat/nbf"
+    )
     jwt_issuer: str | None = Field(None, description="required `iss` claim, if set")
     connect_hook: str | None = Field(
         None, description="URL the hub POSTs a connecting client's identity to"

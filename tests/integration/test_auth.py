@@ -328,7 +328,7 @@ async def test_origin_allowlist() -> None:
             for origin, status in (
                 ("https://evil.example", 403),
                 ("null", 403),
-                ("http://localhost:3000", 200),
+                ("http://localhost:3000", 403),  # a configured list replaces the default
                 ("https://app.example", 200),
                 (served.url, 200),
             ):

@@ -60,6 +60,7 @@ class Authenticator:
                 jwks_file=settings.jwks_file,
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
+                leeway=settings.jwt_leeway,
             )
 
     def authenticate(self, credential: str | None) -> Identity:

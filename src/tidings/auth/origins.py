@@ -13,8 +13,9 @@ _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str]) -> bool:
     """True when a request with ``Origin: origin`` to ``Host: host`` may proceed.
 
-    Requests without an ``Origin`` (non-browser clients) are allowed; so are the same
-    origin, localhost origins, and every origin in ``allowed`` (``*`` allows all).
+    Requests without an ``Origin`` (non-browser clients) are allowed; so is the same
+    origin, and every origin in ``allowed`` (``*`` allows all). With no list configured,
+    localhost origins are allowed too (development servers on another port).
     """
     if origin is None:
         return True
@@ -24,6 +25,7 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     parts = urlsplit(origin)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return False
-    if parts.hostname in _LOCAL_HOSTS:
+    if not allowed and parts.hostname in _LOCAL_HOSTS:
+        # The default list: same origin and localhost. A configured list replaces it.
         return True
     return host is not None and parts.netloc.lower() == host.lower()
