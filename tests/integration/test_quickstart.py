@@ -8,6 +8,7 @@ import json
 import httpx
 import websockets
 from httpx_sse import aconnect_sse
+
 from tests.servers import RunningHub
 
 
