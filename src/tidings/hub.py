@@ -105,6 +105,11 @@ class Hub:
         )
         self.store: Store = store or store_from_url(self.settings.store, limits)
         self.broker: Broker = broker or broker_from_url(self.settings.broker)
+        # A broker that can publish from inside the store's append (Redis with a Redis
+        # store) orders each channel's events across nodes at the source.
+        bind = getattr(self.broker, "bind_store", None)
+        if bind is not None:
+            bind(self.store)
         self.counters = _Counters()
         self.connections: dict[str, Connection] = {}
         self.fanout = FanOut(

@@ -1,8 +1,9 @@
 """Backend factories for the contract suite.
 
-Every test in ``tests/contract`` runs once per entry of :data:`STORE_BACKENDS` or
-:data:`BROKER_BACKENDS`, and uses the backends through the ``Store`` and ``Broker``
-interfaces only. A new implementation joins the suite by adding one entry here:
+Every test in ``tests/contract`` runs once per entry of :data:`STORE_BACKENDS`,
+:data:`BROKER_BACKENDS` or :data:`PRESENCE_BACKENDS`, and uses the backends through the
+``Store``, ``Broker`` and ``Presence`` interfaces only. A new implementation joins the
+suite by adding one entry here:
 
 * a **store factory** class is built once per test as ``Factory(tmp_path)``; calling it
   with :class:`~tidings.backends.base.StoreLimits` returns a started store. ``shared``
@@ -13,11 +14,16 @@ interfaces only. A new implementation joins the suite by adding one entry here:
   a new, not yet started broker. ``clustered`` says whether the brokers one factory makes
   are nodes of one cluster. A memory broker is a cluster of one node: two of them never
   see each other's messages, so the cross-node cases skip for it.
+* a **presence factory** class is built once per test as ``Factory()``; calling it
+  returns presence as one more node sees it. ``shared`` says whether those nodes share
+  their entries (one Redis database); a memory presence is a node's own.
 * ``unreachable()`` returns a backend that cannot reach its server (a closed port), or
   ``None`` when the backend has no server to lose (memory): those cases skip.
 * ``aclose()`` runs after the test, once its backends are closed (drop a key prefix…).
 
 The fixtures close every backend a test made, so tests need no cleanup of their own.
+Redis factories find their server through :func:`tests.redis_support.redis_url`: without
+one, their cases skip (or fail, with ``TIDINGS_TEST_REQUIRE_REDIS=1``).
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from typing import ClassVar, Protocol
 
 import pytest
 
-from tidings.backends.base import Broker, Store, StoreLimits
-from tidings.backends.memory import MemoryBroker, MemoryStore
+from tests import redis_support
+from tidings.backends.base import Broker, Presence, Store, StoreLimits
+from tidings.backends.memory import MemoryBroker, MemoryPresence, MemoryStore
 
 
 class StoreFactory(Protocol):
@@ -86,11 +93,136 @@ class MemoryBrokers:
         return None
 
 
-STORE_BACKENDS = [pytest.param(MemoryStores, id="memory")]
-BROKER_BACKENDS = [pytest.param(MemoryBrokers, id="memory")]
+class SQLiteStores:
+    """Stores on one SQLite file under ``tmp_path``: two of them are two hub processes."""
+
+    shared: ClassVar[bool] = True
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "contract.db"
+        self.gone = tmp_path / "gone.db"
+
+    async def __call__(self, limits: StoreLimits) -> Store:
+        from tidings.backends.sqlite import SQLiteStore
+
+        store = SQLiteStore(self.path, limits)
+        await store.ping()
+        return store
+
+    async def unreachable(self) -> Store | None:
+        # A store whose file was deleted under it: its writes would be lost on restart.
+        from tidings.backends.sqlite import SQLiteStore
+
+        store = SQLiteStore(self.gone, StoreLimits())
+        await store.ping()
+        self.gone.unlink()
+        return store
+
+    async def aclose(self) -> None:
+        return None
+
+
+class PresenceFactory(Protocol):
+    shared: ClassVar[bool]
+
+    def __init__(self) -> None: ...
+
+    async def __call__(self) -> Presence: ...
+
+    async def unreachable(self) -> Presence | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryPresences:
+    shared: ClassVar[bool] = False
+
+    async def __call__(self) -> Presence:
+        return MemoryPresence()
+
+    async def unreachable(self) -> Presence | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _RedisPrefix:
+    """One Redis key prefix per test (skips the test when there is no Redis)."""
+
+    def __init__(self) -> None:
+        self.server = redis_support.redis_url()
+        self.prefix = redis_support.unique_prefix()
+        self.url = redis_support.with_options(self.server, prefix=self.prefix)
+
+    async def aclose(self) -> None:
+        await redis_support.delete_prefix(self.server, self.prefix)
+
+
+class RedisStores(_RedisPrefix):
+    shared: ClassVar[bool] = True
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
+
+    async def __call__(self, limits: StoreLimits) -> Store:
+        from tidings.backends.redis_store import RedisStore
+
+        store = RedisStore(self.url, limits)
+        await store.ping()
+        return store
+
+    async def unreachable(self) -> Store | None:
+        from tidings.backends.redis_store import RedisStore
+
+        return RedisStore(redis_support.closed_port_url())
+
+
+class RedisBrokers(_RedisPrefix):
+    clustered: ClassVar[bool] = True
+
+    async def __call__(self) -> Broker:
+        from tidings.backends.redis_broker import RedisBroker
+
+        return RedisBroker(self.url)
+
+    async def unreachable(self) -> Broker | None:
+        from tidings.backends.redis_broker import RedisBroker
+
+        return RedisBroker(redis_support.closed_port_url())
+
+
+class RedisPresences(_RedisPrefix):
+    shared: ClassVar[bool] = True
+
+    async def __call__(self) -> Presence:
+        from tidings.backends.redis import RedisPresence
+
+        return RedisPresence(self.url)
+
+    async def unreachable(self) -> Presence | None:
+        from tidings.backends.redis import RedisPresence
+
+        return RedisPresence(redis_support.closed_port_url())
+
+
+STORE_BACKENDS = [
+    pytest.param(MemoryStores, id="memory"),
+    pytest.param(SQLiteStores, id="sqlite"),
+    pytest.param(RedisStores, id="redis", marks=pytest.mark.redis),
+]
+BROKER_BACKENDS = [
+    pytest.param(MemoryBrokers, id="memory"),
+    pytest.param(RedisBrokers, id="redis", marks=pytest.mark.redis),
+]
+PRESENCE_BACKENDS = [
+    pytest.param(MemoryPresences, id="memory"),
+    pytest.param(RedisPresences, id="redis", marks=pytest.mark.redis),
+]
 
 MakeStore = Callable[..., Awaitable[Store]]
 MakeBroker = Callable[[], Awaitable[Broker]]
+MakePresence = Callable[[], Awaitable[Presence]]
 
 
 @pytest.fixture(params=STORE_BACKENDS)
@@ -143,6 +275,28 @@ async def make_broker(broker_factory: BrokerFactory) -> AsyncIterator[MakeBroker
     yield make
     for broker in made:
         await broker.close()
+
+
+@pytest.fixture(params=PRESENCE_BACKENDS)
+async def presence_factory(request: pytest.FixtureRequest) -> AsyncIterator[PresenceFactory]:
+    factory: PresenceFactory = request.param()
+    yield factory
+    await factory.aclose()
+
+
+@pytest.fixture
+async def make_presence(presence_factory: PresenceFactory) -> AsyncIterator[MakePresence]:
+    """``await make_presence()``: presence as one more node of the test's cluster sees it."""
+    made: list[Presence] = []
+
+    async def make() -> Presence:
+        presence = await presence_factory()
+        made.append(presence)
+        return presence
+
+    yield make
+    for presence in made:
+        await presence.close()
 
 
 @pytest.fixture

@@ -21,9 +21,13 @@ hub's gap/duplicate guard on positions then fills any hole from the store.
 call, unless the URL sets ``socket_connect_timeout``/``socket_timeout``). The reader
 notices a lost connection at once when the server closes it, or by an unanswered PING
 after ``health_interval`` seconds of silence otherwise; it then reconnects with
-exponential backoff and full jitter (``backoff_base`` doubling up to ``backoff_cap``),
-re-subscribes and calls ``on_resync``: events published meanwhile were missed, and the
-hub refills its channels from the store.
+exponential backoff and equal jitter (``backoff_base``, 0.1 s, doubling up to
+``backoff_cap``, 2 s; each wait is half that plus up to as much again), re-subscribes and
+calls ``on_resync``: events published meanwhile were missed, and the hub refills its
+channels from the store. Every publish meanwhile lands in the store but not on this node,
+and a channel's history is bounded, so the reader does not sit out its backoff once Redis
+is back: any call that reaches Redis (a publish, a ping, an append of the bound store)
+wakes it to try at once (at most once per ``backoff_base``).
 
 This module never sees client connections.
 """
@@ -65,7 +69,7 @@ class RedisBroker:
         url: str,
         *,
         backoff_base: float = 0.1,
-        backoff_cap: float = 5.0,
+        backoff_cap: float = 2.0,
         health_interval: float = 5.0,
     ) -> None:
         options = parse_redis_url(url)
@@ -85,6 +89,7 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._store: RedisStore | None = None
         self._subscribed = False
+        self._wake = asyncio.Event()
         self._closed = False
         #: How many times the reader re-subscribed after losing its connection.
         self.reconnects = 0
@@ -106,7 +111,7 @@ class RedisBroker:
             return False
         if store.server != server_identity(self._client):
             return False
-        store.publish_on_append(self.events_channel)
+        store.publish_on_append(self.events_channel, on_success=self._reachable)
         self._store = store
         return True
 
@@ -132,14 +137,17 @@ class RedisBroker:
         payload = orjson.dumps([event.to_dict() for event in events])
         with unavailable("broker"):
             await self._client.publish(self.events_channel, payload)
+        self._reachable()
 
     async def publish_control(self, message: dict[str, Any]) -> None:
         with unavailable("broker"):
             await self._client.publish(self.control_channel, orjson.dumps(message))
+        self._reachable()
 
     async def ping(self) -> None:
         with unavailable("broker"):
             await self._client.ping()
+        self._reachable()
         if self._reader is not None and not self._subscribed:
             raise Unavailable("the Redis broker is reconnecting")
 
@@ -152,7 +160,7 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._store is not None:
-            self._store.publish_on_append(None)
+            self._store.publish_on_append(None, on_success=None)
         await self._client.aclose()
 
     # -- the reader ---------------------------------------------------------------------------
@@ -179,9 +187,16 @@ class RedisBroker:
         return pubsub
 
     def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**attempt)], never below 10 ms."""
-        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 30))
-        return max(0.01, random.uniform(0, ceiling))
+        """Equal jitter: half of ``min(cap, base * 2**attempt)``, plus up to as much again."""
+        ceiling = min(self.backoff_cap, self.backoff_base * 2.0 ** min(attempt, 30))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _reachable(self) -> None:
+        """A call to Redis just succeeded: if the reader is waiting to reconnect, it
+        should try now. Every event published meanwhile is one the hub must fetch from
+        the store, and history is bounded: waiting out the backoff could outlast it."""
+        if self._reader is not None and not self._subscribed:
+            self._wake.set()
 
     async def _run(self, pubsub: PubSub) -> None:
         while True:
@@ -203,9 +218,17 @@ class RedisBroker:
                     log.exception("on_resync failed")
 
     async def _resubscribe(self) -> PubSub:
+        loop = asyncio.get_running_loop()
         attempt = 0
+        tried = -self.backoff_base
         while True:
-            await asyncio.sleep(self._backoff(attempt))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._backoff(attempt)):
+                    await self._wake.wait()  # woken early by a call that reached Redis
+            # Woken or not, never try more often than every backoff_base seconds.
+            await asyncio.sleep(max(0.0, tried + self.backoff_base - loop.time()))
+            tried = loop.time()
             try:
                 return await self._subscribe()
             except Exception as exc:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -187,6 +187,7 @@ class RedisStore:
         self._append = self._client.register_script(_APPEND)
         self._read = self._client.register_script(_READ)
         self._publish_channel: str | None = None
+        self._on_success: Callable[[], None] | None = None
         self._published: OrderedDict[tuple[str, Position], None] = OrderedDict()
         self._closed = False
 
@@ -209,9 +210,13 @@ class RedisStore:
 
     # -- publishing by the script (see RedisBroker.bind_store) -----------------------------
 
-    def publish_on_append(self, pubsub_channel: str | None) -> None:
-        """Have every append publish the events it stores on ``pubsub_channel``."""
+    def publish_on_append(
+        self, pubsub_channel: str | None, *, on_success: Callable[[], None] | None
+    ) -> None:
+        """Have every append publish the events it stores on ``pubsub_channel``, and
+        call ``on_success`` whenever a call reached Redis (the broker reconnects early)."""
         self._publish_channel = pubsub_channel
+        self._on_success = on_success
         self._published.clear()
 
     def take_published(self, event: Event) -> bool:
@@ -259,6 +264,8 @@ class RedisStore:
         ]
         with unavailable("store"):
             raw = await self._append(keys=keys, args=args)
+        if self._on_success is not None:
+            self._on_success()
         stored: list[tuple[Event, bool]] = []
         for i, new in enumerate(events):
             created, first, second = raw[3 * i : 3 * i + 3]

@@ -1,0 +1,248 @@
+"""Scale-out over Redis, with real ``tidings serve`` processes and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from tests.redis_support import RedisServer, delete_prefix, redis_url, unique_prefix, with_options
+from tests.servers import HubProcess, start_process
+from tidings.auth.tokens import mint_token
+
+SECRET = "cluster-test-secret-long-enough-for-hs256"
+API_KEY = "cluster-test-api-key-0123456789abcdef"
+
+
+@contextlib.contextmanager
+def nodes(url: str, count: int = 2, *extra: str) -> Iterator[list[HubProcess]]:
+    started: list[HubProcess] = []
+    try:
+        for _ in range(count):
+            started.append(
+                start_process("--broker", url, "--store", url, "--log-level", "warning", *extra)
+            )
+        yield started
+    finally:
+        for node in started:
+            node.stop()
+            if node.process.stdout is not None:
+                node.process.stdout.close()
+
+
+@pytest.fixture
+async def shared_redis() -> AsyncIterator[str]:
+    base = redis_url()
+    prefix = unique_prefix()
+    yield with_options(base, prefix=prefix)
+    await delete_prefix(base, prefix)
+
+
+async def _subscriber(url: str, ready: asyncio.Event, count: int) -> list[str]:
+    ids: list[str] = []
+    async with websockets.connect(url + "/ws?channel=cluster", max_queue=None) as ws:
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == "subscribed":
+                ready.set()
+            elif message["type"] == "event":
+                ids.append(message["data"]["id"])
+                if len(ids) == count:
+                    return ids
+            elif message["type"] in ("reset", "error", "disconnect"):
+                raise AssertionError(message)
+
+
+async def test_two_nodes_deliver_everything_in_one_order(shared_redis: str) -> None:
+    with nodes(shared_redis) as (a, b):
+        total = 1000
+        readies = [asyncio.Event() for _ in range(50)]
+        subscribers = [
+            asyncio.create_task(
+                _subscriber((a if i % 2 else b).url.replace("http", "ws"), readies[i], total)
+            )
+            for i in range(50)
+        ]
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(ready.wait() for ready in readies))
+
+            async def publish(node: HubProcess, numbers: range) -> None:
+                async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+                    for n in numbers:
+                        response = await http.post(
+                            "/api/v1/publish", json={"channel": "cluster", "data": n}
+                        )
+                        assert response.status_code == 201
+
+            # Both nodes publish at once, interleaved: order is decided by the shared store.
+            await asyncio.gather(publish(a, range(0, total, 2)), publish(b, range(1, total, 2)))
+            results = await asyncio.gather(*subscribers)
+        first = results[0]
+        assert len(first) == total
+        assert len(set(first)) == total
+        offsets = [int(i.rsplit("-", 1)[1]) for i in first]
+        assert offsets == sorted(offsets)
+        for ids in results[1:]:
+            assert ids == first
+
+
+async def test_resume_on_another_node(shared_redis: str) -> None:
+    with nodes(shared_redis) as (a, b):
+        async with httpx.AsyncClient(timeout=10) as http:
+            async with websockets.connect(a.url.replace("http", "ws") + "/ws?channel=r") as ws:
+                assert json.loads(await ws.recv())["type"] == "connected"
+                assert json.loads(await ws.recv())["type"] == "subscribed"
+                for n in range(10):
+                    await http.post(a.url + "/api/v1/publish", json={"channel": "r", "data": n})
+                seen = []
+                async with asyncio.timeout(10):
+                    while len(seen) < 10:
+                        message = json.loads(await ws.recv())
+                        if message["type"] == "event":
+                            seen.append(message["data"])
+            missed = []
+            for n in range(10, 30):
+                node = a if n % 2 else b
+                response = await http.post(
+                    node.url + "/api/v1/publish", json={"channel": "r", "data": n}
+                )
+                missed.append(response.json())
+            async with websockets.connect(b.url.replace("http", "ws") + "/ws") as ws:
+                await ws.send(
+                    json.dumps({"type": "subscribe", "channel": "r", "since": seen[-1]["id"]})
+                )
+                got = []
+                async with asyncio.timeout(10):
+                    while len(got) < 20:
+                        message = json.loads(await ws.recv())
+                        assert message["type"] != "reset"
+                        if message["type"] == "subscribed":
+                            assert message["recovered"] is True
+                        if message["type"] == "event":
+                            got.append(message["data"])
+                assert got == missed
+                live = (
+                    await http.post(
+                        a.url + "/api/v1/publish", json={"channel": "r", "data": "live"}
+                    )
+                ).json()
+                async with asyncio.timeout(10):
+                    while True:
+                        message = json.loads(await ws.recv())
+                        if message["type"] == "event":
+                            assert message["data"] == live
+                            break
+
+
+async def test_revoke_on_one_node_closes_the_client_on_the_other(shared_redis: str) -> None:
+    extra = ("--jwt-secret", SECRET, "--api-key", f"ops={API_KEY}")
+    with nodes(shared_redis, 2, *extra) as (a, b):
+        token = mint_token(SECRET, sub="zoe", channels=["*"])
+        url = b.url.replace("http", "ws") + f"/ws?token={token}"
+        async with websockets.connect(url) as ws:
+            assert json.loads(await ws.recv())["type"] == "connected"
+            async with httpx.AsyncClient(timeout=10) as http:
+                # Presence counts node B's connection when asked on node A.
+                async with asyncio.timeout(10):
+                    while True:
+                        presence = await http.get(
+                            a.url + "/api/v1/channels/client:zoe/presence",
+                            headers={"Authorization": f"Bearer {API_KEY}"},
+                        )
+                        if presence.json()["connections"] == 1:
+                            break
+                        await asyncio.sleep(0.05)  # presence is written within a moment
+                assert presence.json()["clients"] == ["zoe"]
+                personal = await http.post(
+                    a.url + "/api/v1/clients/zoe/events",
+                    json={"type": "hello", "data": 1},
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                )
+                assert personal.status_code == 201
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await ws.recv()))["type"] != "event":
+                        pass
+                assert message["data"]["type"] == "hello"
+                response = await http.post(
+                    a.url + "/api/v1/clients/zoe/disconnect",
+                    json={"reason": "token_revoked", "revoke": True},
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                )
+                assert response.status_code == 202
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await ws.recv()))["type"] != "disconnect":
+                        pass
+                assert message["reason"] == "token_revoked"
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert ws.close_code == 4004
+                # Refused on both nodes now.
+                for node in (a, b):
+                    again = await http.get(node.url + f"/api/v1/channels/x/history?token={token}")
+                    assert again.status_code == 401
+
+
+async def test_redis_outage_gives_503_loses_nothing_acknowledged_and_recovers() -> None:
+    server = RedisServer()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        from tests.redis_support import no_redis
+
+        no_redis(str(exc))
+    try:
+        with nodes(server.url, 1) as (node,):
+            received: list[Any] = []
+            acked: list[int] = []
+            refused: list[int] = []
+            ws_url = node.url.replace("http", "ws") + "/ws?channel=outage"
+            async with (
+                websockets.connect(ws_url, max_queue=None) as ws,
+                httpx.AsyncClient(base_url=node.url, timeout=5) as http,
+            ):
+                assert json.loads(await ws.recv())["type"] == "connected"
+                assert json.loads(await ws.recv())["type"] == "subscribed"
+
+                async def read() -> None:
+                    while True:
+                        message = json.loads(await ws.recv())
+                        if message["type"] == "event":
+                            received.append(message["data"]["data"])
+
+                reader = asyncio.create_task(read())
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                ready_during_outage = None
+                for n in range(500):  # 100 events/s for 5 s
+                    await asyncio.sleep(max(0.0, start + n / 100 - loop.time()))
+                    if n == 150:
+                        await asyncio.to_thread(server.stop)
+                        ready_during_outage = (await http.get("/ready")).status_code
+                    if n == 350:
+                        await asyncio.to_thread(server.start)
+                    response = await http.post(
+                        "/api/v1/publish", json={"channel": "outage", "data": n}
+                    )
+                    if response.status_code == 201:
+                        acked.append(n)
+                    else:
+                        assert response.status_code == 503, response.text
+                        assert response.json()["error"]["code"] == "unavailable"
+                        refused.append(n)
+                assert ready_during_outage == 503
+                assert refused, "publishes during the outage must be refused"
+                assert acked[-1] == 499, "the hub must serve again without a restart"
+                async with asyncio.timeout(15):
+                    while not set(acked) <= set(received):
+                        await asyncio.sleep(0.05)  # the reader task collects; wait for it
+                reader.cancel()
+                assert (await http.get("/ready")).status_code == 200
+                assert set(received) <= set(acked)
+    finally:
+        server.stop()
