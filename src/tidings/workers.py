@@ -1,10 +1,12 @@
-"""``tidings serve --workers N``: N hub processes sharing one listening socket.
+"""``tidings serve --workers N``: N hub processes on one port.
 
-The parent binds the socket once and starts N worker processes (spawned, so no state
-leaks between them); each runs a full hub with the same settings, which must name a
-shared broker. On SIGTERM or SIGINT the parent asks every worker to shut down
-gracefully (each sends ``server_shutdown`` to its clients) and waits for them; a worker
-that dies unexpectedly is replaced.
+Each worker (spawned, so no state leaks between them) listens on the port with its own
+``SO_REUSEPORT`` socket, so the kernel spreads new connections across the workers; a
+single shared socket would let whichever process wakes first take most of them. The
+parent holds the port reserved for the workers' lifetime. Each worker runs a full hub
+with the same settings, which must name a shared broker. On SIGTERM or SIGINT the
+parent asks every worker to shut down gracefully (each sends ``server_shutdown`` to its
+clients) and waits for them; a worker that dies unexpectedly is replaced.
 """
 
 from __future__ import annotations
@@ -24,35 +26,39 @@ __all__ = ["serve_workers"]
 log = logging.getLogger("tidings.workers")
 
 
-def _worker(settings: Settings, sock: socket.socket) -> None:  # pragma: no cover - subprocess
+def _socket(settings: Settings, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((settings.host, port))
+    return sock
+
+
+def _worker(settings: Settings, port: int) -> None:  # pragma: no cover - a subprocess
     from tidings.hub import Hub
     from tidings.logs import configure_logging
     from tidings.server import HubServer, build_config
 
     configure_logging(settings.log_format, settings.log_level)
+    sock = _socket(settings, port)
+    sock.listen(2048)
     hub = Hub(settings)
     server = HubServer(build_config(hub, settings), hub)
     server.run(sockets=[sock])
 
 
-def _bind(settings: Settings) -> socket.socket:
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
 def serve_workers(settings: Settings) -> int:
     """Run ``settings.workers`` hub processes until told to stop; return an exit code."""
     context = multiprocessing.get_context("spawn")
-    sock = _bind(settings)
+    # Bound but not listening: reserves the port (and picks one for port 0) without
+    # taking any connection.
+    reserved = _socket(settings, settings.port)
+    port = reserved.getsockname()[1]
     stopping = threading.Event()
 
     def start() -> SpawnProcess:
-        process = context.Process(target=_worker, args=(settings, sock), daemon=False)
+        process = context.Process(target=_worker, args=(settings, port), daemon=False)
         process.start()
         return process
 
@@ -64,7 +70,7 @@ def serve_workers(settings: Settings) -> int:
     log.info(
         "tidings serving on http://%s:%s/ with %d workers (broker %s)",
         settings.host,
-        sock.getsockname()[1],
+        port,
         settings.workers,
         settings.broker,
     )
@@ -85,7 +91,7 @@ def serve_workers(settings: Settings) -> int:
             if process.is_alive():
                 process.kill()
                 process.join()
-        sock.close()
+        reserved.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -246,3 +247,49 @@ async def test_redis_outage_gives_503_loses_nothing_acknowledged_and_recovers() 
                 assert set(received) <= set(acked)
     finally:
         server.stop()
+
+
+async def test_workers_share_one_port_and_shut_down_gracefully(shared_redis: str) -> None:
+    import signal
+
+    node = start_process("--workers", "2", "--broker", shared_redis, "--store", shared_redis)
+    try:
+        ws_url = node.url.replace("http", "ws") + "/ws?channel=w"
+        clients = [await websockets.connect(ws_url) for _ in range(16)]
+        connection_ids = set()
+        for ws in clients:
+            connected = json.loads(await ws.recv())
+            connection_ids.add(connected["connection_id"])
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+        async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+            # Each worker answers for its own connections: both workers serve some.
+            seen_by = set()
+            for _ in range(20):
+                # A new TCP connection each time, so the kernel may pick another worker.
+                listed = (
+                    await http.get("/api/v1/connections", headers={"Connection": "close"})
+                ).json()["connections"]
+                seen_by.add(frozenset(c["id"] for c in listed))
+            assert len(seen_by) == 2
+            assert frozenset().union(*seen_by) == connection_ids
+            event = (await http.post("/api/v1/publish", json={"channel": "w", "data": 1})).json()
+        for ws in clients:
+            async with asyncio.timeout(10):
+                while (message := json.loads(await ws.recv()))["type"] != "event":
+                    pass
+            assert message["data"] == event
+        node.process.send_signal(signal.SIGTERM)
+        for ws in clients:
+            async with asyncio.timeout(10):
+                while (message := json.loads(await ws.recv()))["type"] != "disconnect":
+                    pass
+            assert message["reason"] == "server_shutdown"
+        started = time.monotonic()
+        assert await asyncio.to_thread(node.process.wait, 10) == 0
+        assert time.monotonic() - started < 5
+        for ws in clients:
+            await ws.close()
+    finally:
+        node.stop()
+        if node.process.stdout is not None:
+            node.process.stdout.close()
