@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import websockets
 from httpx_sse import aconnect_sse
@@ -31,7 +32,7 @@ _ENV = {
 
 
 def _tidings(
-    *args: str, timeout: float = 30, stdin: str | None = None
+    *args: str, timeout: float = 30, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*TIDINGS, *args],
@@ -39,7 +40,7 @@ def _tidings(
         text=True,
         timeout=timeout,
         input=stdin,
-        env=_ENV,
+        env={**_ENV, **(env or {})},
     )
 
 
@@ -332,3 +333,43 @@ async def test_json_logs_carry_the_connection_id() -> None:
         assert "connected" in messages and "disconnected" in messages, messages
         assert all(e.get("transport") == transport for e in mine)
     assert any(e["logger"].startswith("uvicorn") for e in entries)
+
+
+def test_token_mints_a_token_the_hub_accepts() -> None:
+    secret = "cli-test-secret-that-is-long-enough-for-hs256"
+    minted = _tidings(
+        "token",
+        "--sub",
+        "kiosk-7",
+        "--tenant",
+        "acme",
+        "--channel",
+        "tenant:acme/*",
+        "--publish",
+        "tenant:acme/checkin",
+        "--ttl",
+        "15m",
+        "--secret",
+        secret,
+    )
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    claims = jwt.decode(token, secret, algorithms=["HS256"])
+    assert claims["sub"] == "kiosk-7"
+    assert claims["tenant"] == "acme"
+    assert claims["channels"] == ["tenant:acme/*"]
+    assert claims["publish"] == ["tenant:acme/checkin"]
+    assert 14 * 60 <= claims["exp"] - claims["iat"] <= 15 * 60
+    node = start_process("--jwt-secret", secret)
+    try:
+        history = httpx.get(f"{node.url}/api/v1/channels/tenant:acme/x/history?token={token}")
+        assert history.status_code == 200
+        other = httpx.get(f"{node.url}/api/v1/channels/tenant:globex/x/history?token={token}")
+        assert other.status_code == 403
+    finally:
+        _finish(node)
+    missing = _tidings("token", "--sub", "x", env={"TIDINGS_JWT_SECRET": ""})
+    assert missing.returncode == 2
+    assert "secret" in missing.stderr
+    bad_ttl = _tidings("token", "--sub", "x", "--ttl", "soon", "--secret", secret)
+    assert bad_ttl.returncode == 2
