@@ -15,7 +15,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -147,6 +147,29 @@ class Connection:
                     return
         finally:
             self._pump_task = None
+
+    async def serve(
+        self,
+        send_frames: Callable[[list[Frame]], Awaitable[None]],
+        *,
+        tick: float,
+        on_tick: Callable[[], None],
+        until: Coroutine[Any, Any, None],
+    ) -> bool:
+        """Pump frames until the session ends or ``until`` (the transport's reader or
+        disconnect watcher) returns; cancel the other. True when the session ended."""
+        pump = asyncio.create_task(self.pump(send_frames, tick=tick, on_tick=on_tick))
+        other = asyncio.create_task(until)
+        done: set[asyncio.Task[None]] = set()
+        try:
+            done, _ = await asyncio.wait({pump, other}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, other):
+                task.cancel()
+            for task in (pump, other):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        return pump in done and other not in done
 
     def release(self) -> None:
         """Drop timers and mark the session closed. Called once the transport is gone."""

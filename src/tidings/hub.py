@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -259,27 +259,18 @@ class Hub:
         return await asyncio.shield(self._store_and_broadcast(new))
 
     async def _store_and_broadcast(self, new: list[NewEvent]) -> list[Event]:
-        try:
+        with _unavailable("store append", "the store cannot be reached; nothing was published"):
             stored = await self.store.append(new)
-        except TidingsError:
-            raise
-        except Exception as exc:
-            log.warning("store append failed: %s", type(exc).__name__)
-            raise Unavailable("the store cannot be reached; nothing was published") from None
         fresh = [event for event, created in stored if created]
         if fresh:
-            try:
+            # Stored but not broadcast: live subscribers get it when the broker is back
+            # (nodes fill gaps from the store), and history has it already.
+            with _unavailable(
+                "broker publish",
+                "the broker cannot be reached; the event is stored and will be delivered "
+                "when it recovers",
+            ):
                 await self.broker.publish(fresh)
-            except TidingsError:
-                raise
-            except Exception as exc:
-                log.warning("broker publish failed: %s", type(exc).__name__)
-                # Stored but not broadcast: live subscribers get it when the broker is
-                # back (nodes fill gaps from the store), and history has it already.
-                raise Unavailable(
-                    "the broker cannot be reached; the event is stored and will be "
-                    "delivered when it recovers"
-                ) from None
             self.counters.published += len(fresh)
         return [event for event, _ in stored]
 
@@ -405,13 +396,8 @@ class Hub:
             "revoke": revoke,
             "at": time.time(),
         }
-        try:
+        with _unavailable("broker control publish", "the broker cannot be reached"):
             await self.broker.publish_control(message)
-        except TidingsError:
-            raise
-        except Exception as exc:
-            log.warning("broker control publish failed: %s", type(exc).__name__)
-            raise Unavailable("the broker cannot be reached") from None
 
     async def publish_to_client(
         self,
@@ -584,13 +570,8 @@ class Hub:
     ) -> HistoryPage:
         """Events of ``channel`` after ``since`` (or the newest ``limit``), oldest first."""
         validate_channel(channel)
-        try:
+        with _unavailable("store read", "history cannot be read right now"):
             return await self.store.read(channel, since=since, limit=limit)
-        except TidingsError:
-            raise
-        except Exception as exc:
-            log.warning("store read failed: %s", type(exc).__name__)
-            raise Unavailable("history cannot be read right now") from None
 
     # -- commands -------------------------------------------------------------------------
 
@@ -672,6 +653,21 @@ class Hub:
         from tidings.api.app import build_app
 
         return build_app(self)
+
+
+@contextlib.contextmanager
+def _unavailable(action: str, message: str) -> Iterator[None]:
+    """Turn a backend's failure into :class:`Unavailable` (503) with ``message``.
+
+    Only the exception's type is logged: backend errors can carry URLs with passwords.
+    """
+    try:
+        yield
+    except TidingsError:
+        raise
+    except Exception as exc:
+        log.warning("%s failed: %s", action, type(exc).__name__)
+        raise Unavailable(message) from None
 
 
 def _scheme(url: str) -> str:

@@ -119,20 +119,13 @@ class SSEEndpoint:
             if time.monotonic() - last_write >= settings.heartbeat * 0.9:
                 session.push_control(heartbeat)
 
-        pump = asyncio.create_task(
-            connection.pump(send_frames, tick=settings.heartbeat, on_tick=on_tick)
+        ended = await connection.serve(
+            send_frames,
+            tick=settings.heartbeat,
+            on_tick=on_tick,
+            until=_wait_for_disconnect(receive),
         )
-        gone = asyncio.create_task(_wait_for_disconnect(receive))
-        done: set[asyncio.Task[None]] = set()
-        try:
-            done, _ = await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (pump, gone):
-                task.cancel()
-            for task in (pump, gone):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if pump in done and gone not in done:
+        if ended:
             # The session ended (its disconnect frame is out): end the response cleanly,
             # but never wait on a peer that stopped reading.
             with contextlib.suppress(Exception):

@@ -110,17 +110,13 @@ class WebSocketEndpoint:
                     protocol.encode(protocol.ping_message(format_timestamp(datetime.now(UTC))))
                 )
 
-        pump = asyncio.create_task(connection.pump(send_frames, tick=interval, on_tick=on_tick))
-        reader = asyncio.create_task(self._read(connection, channels, types, receive))
-        try:
-            done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (pump, reader):
-                task.cancel()
-            for task in (pump, reader):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if pump in done and session.close_reason is not None:
+        ended = await connection.serve(
+            send_frames,
+            tick=interval,
+            on_tick=on_tick,
+            until=self._read(connection, channels, types, receive),
+        )
+        if ended and session.close_reason is not None:
             code = protocol.close_code_for(session.close_reason)
             # A peer that stopped reading leaves the transport paused, and send() would
             # wait for it forever: bound the close, the server closes the socket anyway.
