@@ -112,6 +112,8 @@ class Hub:
             bind(self.store)
         self.counters = _Counters()
         self.connections: dict[str, Connection] = {}
+        # client id -> its connections on this node: limits and targeting without a scan.
+        self._by_client: dict[str, set[Connection]] = {}
         self.fanout = FanOut(
             self.store, history_size=self.settings.history_size, on_change=self._changed
         )
@@ -368,7 +370,7 @@ class Hub:
             return
         client_id = str(message.get("client_id"))
         reason = str(message.get("reason") or "disconnected")
-        targets = [c for c in self.connections.values() if c.client_id == client_id]
+        targets = list(self.clients(client_id))
         if message.get("revoke"):
             at = float(message.get("at") or time.time())
             expiries = [c.identity.expires_at for c in targets if c.identity.expires_at]
@@ -461,14 +463,13 @@ class Hub:
                 "the hub is at its connection limit", code="too_many_connections", retry_after=5
             )
         client_id = identity.client_id
-        if client_id is not None:
-            same = sum(1 for c in self.connections.values() if c.client_id == client_id)
-            if same >= self.settings.max_connections_per_client:
-                raise LimitExceeded(
-                    "this client has too many connections",
-                    code="too_many_connections",
-                    retry_after=5,
-                )
+        same_client = self._by_client.get(client_id or "", ())
+        if client_id is not None and len(same_client) >= self.settings.max_connections_per_client:
+            raise LimitExceeded(
+                "this client has too many connections",
+                code="too_many_connections",
+                retry_after=5,
+            )
         connection = Connection(
             self,
             transport=transport,
@@ -481,6 +482,8 @@ class Hub:
         )
         connection.session.open()
         self.connections[connection.id] = connection
+        if client_id is not None:
+            self._by_client.setdefault(client_id, set()).add(connection)
         self.counters.connections_opened += 1
         if self.settings.max_connection_age is not None:
             connection.close_at(time.time() + self.settings.max_connection_age, "max_age")
@@ -497,6 +500,11 @@ class Hub:
         """Forget a connection whose transport has ended. Idempotent."""
         if self.connections.pop(connection.id, None) is None:
             return
+        same_client = self._by_client.get(connection.client_id or "")
+        if same_client is not None:
+            same_client.discard(connection)
+            if not same_client:
+                del self._by_client[connection.client_id or ""]
         if not self.connections:
             self._all_closed.set()
         session = connection.session
@@ -631,7 +639,8 @@ class Hub:
         return counts
 
     def clients(self, client_id: str) -> Iterable[Connection]:
-        return [c for c in self.connections.values() if c.client_id == client_id]
+        """This node's connections of ``client_id``."""
+        return tuple(self._by_client.get(client_id, ()))
 
     async def ready(self) -> dict[str, str]:
         """Check the store and broker; raise :class:`Unavailable` naming the one that failed."""

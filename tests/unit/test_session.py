@@ -156,7 +156,7 @@ def test_closed_is_idempotent_and_forgets_everything() -> None:
     session.closed()
     assert session.state is State.CLOSED
     assert session.take_frames() == []
-    assert list(session.subscribed_channels()) == []
+    assert list(session.subscriptions) == []
 
 
 def test_close_discards_queued_frames_and_queues_the_disconnect_alone() -> None:

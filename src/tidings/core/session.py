@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -405,6 +405,3 @@ class Session:
     def take_frames(self) -> list[Frame]:
         """Everything queued, oldest first; the outbox is empty afterwards."""
         return self.outbox.take()
-
-    def subscribed_channels(self) -> Iterable[str]:
-        return self.subscriptions.keys()
