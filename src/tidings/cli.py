@@ -62,6 +62,10 @@ def serve(
     jwt_secret: Annotated[str | None, typer.Option(help="HS256 shared secret.")] = None,
     jwt_public_key: Annotated[str | None, typer.Option(help="PEM public key file.")] = None,
     jwks_file: Annotated[str | None, typer.Option(help="JWKS file.")] = None,
+    jwt_audience: Annotated[str | None, typer.Option(help="Required `aud` claim.")] = None,
+    jwt_issuer: Annotated[str | None, typer.Option(help="Required `iss` claim.")] = None,
+    jwt_leeway: Annotated[float | None, typer.Option(help="Clock skew allowed, s. [5]")] = None,
+    connect_hook: Annotated[str | None, typer.Option(help="Connect hook URL.")] = None,
     api_key: Annotated[list[str] | None, typer.Option(help="NAME=KEY, repeatable.")] = None,
     allowed_origin: Annotated[
         list[str] | None, typer.Option(help="Allowed Origin, repeatable.")
@@ -70,6 +74,9 @@ def serve(
     connection_rate: Annotated[
         int | None, typer.Option(help="New streams per IP per minute.")
     ] = None,
+    publish_rate: Annotated[float | None, typer.Option(help="Publishes per client per s.")] = None,
+    max_connections_per_client: Annotated[int | None, typer.Option(help="Per client id.")] = None,
+    max_subscriptions: Annotated[int | None, typer.Option(help="Channels per connection.")] = None,
     max_connection_age: Annotated[float | None, typer.Option(help="Close streams after s.")] = None,
     allow_anonymous: Annotated[
         bool | None, typer.Option("--allow-anonymous", help="Open mode on a public address.")
@@ -99,10 +106,17 @@ def serve(
             jwt_secret=jwt_secret,
             jwt_public_key=jwt_public_key,
             jwks_file=jwks_file,
+            jwt_audience=jwt_audience,
+            jwt_issuer=jwt_issuer,
+            jwt_leeway=jwt_leeway,
+            connect_hook=connect_hook,
             api_keys=parse_api_keys(api_key) if api_key else None,
             allowed_origins=tuple(allowed_origin) if allowed_origin else None,
             max_connections=max_connections,
             connection_rate=connection_rate,
+            publish_rate=publish_rate,
+            max_connections_per_client=max_connections_per_client,
+            max_subscriptions=max_subscriptions,
             max_connection_age=max_connection_age,
             allow_anonymous=allow_anonymous,
             workers=workers,
@@ -269,6 +283,43 @@ def listen(
                 count=count,
             )
         )
+    if status:
+        raise typer.Exit(status)
+
+
+@app.command()
+def bench(
+    server: Annotated[str, typer.Option(help="tidings, handrolled, socketio; a,b compares.")] = (
+        "tidings"
+    ),
+    transport: Annotated[str, typer.Option(help="ws, sse, or ws,sse.")] = "ws",
+    subscribers: Annotated[str, typer.Option(help="N, or several: 100,1000,5000.")] = "100",
+    events: Annotated[int, typer.Option(help="Events to publish.")] = 50,
+    rate: Annotated[float, typer.Option(help="Events per second.")] = 20.0,
+    size: Annotated[int, typer.Option(help="Payload padding, bytes.")] = 100,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Give up after s without a delivery.")
+    ] = 10.0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    plot: Annotated[str | None, typer.Option(help="Write a PNG chart (needs matplotlib).")] = None,
+) -> None:
+    """Measure fan-out (CPU per delivery, memory, latency) against baselines; see
+    docs/performance.md."""
+    from tidings.bench import BenchConfig, parse_list, run_bench
+
+    try:
+        counts = [int(n) for n in parse_list(subscribers)]
+    except ValueError:
+        raise typer.BadParameter("--subscribers takes integers like 100,1000") from None
+    config = BenchConfig(events=events, rate=rate, size=size, drain_timeout=drain_timeout)
+    status = run_bench(
+        parse_list(server),
+        parse_list(transport),
+        counts,
+        config,
+        json_output=json_output,
+        plot=plot,
+    )
     if status:
         raise typer.Exit(status)
 

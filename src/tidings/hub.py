@@ -265,14 +265,20 @@ class Hub:
             stored = await self.store.append(new)
         fresh = [event for event, created in stored if created]
         if fresh:
-            # Stored but not broadcast: live subscribers get it when the broker is back
-            # (nodes fill gaps from the store), and history has it already.
-            with _unavailable(
-                "broker publish",
-                "the broker cannot be reached; the event is stored and will be delivered "
-                "when it recovers",
-            ):
+            try:
                 await self.broker.publish(fresh)
+            except Exception as exc:
+                # Stored but not broadcast. This node's subscribers get it now (SPEC §7:
+                # local delivery continues); other nodes fill the gap from the store when
+                # the broker is back. The publisher is told, so it can retry with its
+                # idempotency key.
+                log.warning("broker publish failed: %s", type(exc).__name__)
+                for event in fresh:
+                    self.fanout.on_event(event)
+                raise Unavailable(
+                    "the broker cannot be reached; the event is stored and will reach "
+                    "other nodes when it recovers"
+                ) from None
             self.counters.published += len(fresh)
         return [event for event, _ in stored]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from tidings.backends import redact_url
 from tidings.hub import Hub
 from tidings.logs import configure_logging
 from tidings.settings import Settings
@@ -81,7 +82,7 @@ def run(settings: Settings) -> None:
         "tidings serving on http://%s:%s/ (store %s, broker %s)",
         settings.host,
         settings.port,
-        settings.store,
-        settings.broker,
+        redact_url(settings.store),
+        redact_url(settings.broker),
     )
     server.run()

@@ -19,6 +19,7 @@ import threading
 from multiprocessing.context import SpawnProcess
 from types import FrameType
 
+from tidings.backends import redact_url
 from tidings.settings import Settings
 
 __all__ = ["serve_workers"]
@@ -72,7 +73,7 @@ def serve_workers(settings: Settings) -> int:
         settings.host,
         port,
         settings.workers,
-        settings.broker,
+        redact_url(settings.broker),
     )
     try:
         while not stopping.wait(0.5):

@@ -150,3 +150,27 @@ async def test_publish_while_the_store_is_down_is_a_503_not_a_loss(served: Runni
         assert response.json()["error"]["code"] == "unavailable"
         await asyncio.sleep(0)
         assert json.dumps(response.json()).count("Traceback") == 0
+
+
+async def test_broker_down_local_subscribers_still_get_the_stored_event() -> None:
+    from tidings.backends.memory import MemoryBroker
+    from tidings.hub import Hub
+    from tidings.settings import Settings
+
+    class DownBroker(MemoryBroker):
+        async def publish(self, events: object) -> None:
+            raise ConnectionError("broker down")
+
+    hub = Hub(Settings(), broker=DownBroker())
+    async with running_hub(hub) as served:
+        async with websockets.connect(served.ws_url + "/ws?channel=local") as ws:
+            assert json.loads(await ws.recv())["type"] == "connected"
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+            async with httpx.AsyncClient(base_url=served.url) as http:
+                response = await http.post("/api/v1/publish", json={"channel": "local", "data": 7})
+                assert response.status_code == 503
+                assert "stored" in response.json()["error"]["message"]
+                history = (await http.get("/api/v1/channels/local/history")).json()
+            (stored,) = history["events"]
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert message == {"type": "event", "data": stored}

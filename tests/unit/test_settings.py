@@ -197,3 +197,12 @@ def test_malformed_api_keys_in_the_environment_are_refused() -> None:
 
 def test_settings_can_be_built_directly() -> None:
     assert Settings(port=1234).port == 1234
+
+
+def test_redact_url_hides_passwords_only() -> None:
+    from tidings.backends import redact_url
+
+    assert redact_url("redis://:s3cret@db:6379/0?prefix=t") == "redis://:***@db:6379/0?prefix=t"
+    assert redact_url("rediss://user:pw@db/1") == "rediss://user:***@db/1"
+    assert redact_url("redis://db:6379/0") == "redis://db:6379/0"
+    assert redact_url("sqlite:////var/lib/t.db") == "sqlite:////var/lib/t.db"

@@ -20,6 +20,7 @@ __all__ = [
     "StoreLimits",
     "broker_from_url",
     "presence_from_url",
+    "redact_url",
     "store_from_url",
 ]
 
@@ -58,7 +59,9 @@ def store_from_url(url: str, limits: StoreLimits) -> Store:
         from tidings.backends.redis_store import RedisStore
 
         return RedisStore(url, limits)
-    raise ValueError(f"unknown store scheme {scheme!r}: use memory://")
+    raise ValueError(
+        f"unknown store scheme {scheme!r}: use memory://, sqlite:///path or redis://host"
+    )
 
 
 def broker_from_url(url: str) -> Broker:
@@ -73,7 +76,7 @@ def broker_from_url(url: str) -> Broker:
         from tidings.backends.redis_broker import RedisBroker
 
         return RedisBroker(url)
-    raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")
+    raise ValueError(f"unknown broker scheme {scheme!r}: use memory:// or redis://host")
 
 
 def presence_from_url(url: str) -> Presence | None:
@@ -89,4 +92,20 @@ def presence_from_url(url: str) -> Presence | None:
         from tidings.backends.redis import RedisPresence
 
         return RedisPresence(url)
-    raise ValueError(f"unknown broker scheme {scheme!r}: use memory://")
+    raise ValueError(f"unknown broker scheme {scheme!r}: use memory:// or redis://host")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for logs and errors."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
