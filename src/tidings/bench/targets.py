@@ -1,0 +1,90 @@
+"""The servers ``tidings bench`` can measure, and how a subscriber talks to each.
+
+A :class:`Target` says how to start a server (a command line on a given port) and what
+its subscribers speak: the URL path per transport, the message that means "subscribed",
+and any handshake replies (Socket.IO's). Baselines live in the repository's
+``benchmarks/`` directory, so they need a checkout; tidings itself needs nothing more.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["TARGETS", "Target", "baseline_root", "unavailable_reason"]
+
+CHANNEL = "bench"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    #: ``python -m`` module and its arguments before ``--port``.
+    module: tuple[str, ...]
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    #: Request path (with query) per transport it supports.
+    paths: dict[str, str] = field(default_factory=dict)
+    #: Bytes at the start of (WS) or inside (SSE) the message that means "subscribed".
+    ready_marker: dict[str, bytes] = field(default_factory=dict)
+    #: Speaks Engine.IO/Socket.IO over the WebSocket (open, ping and connect packets).
+    socketio: bool = False
+    needs_checkout: bool = False
+    needs_module: str | None = None
+
+    def command(self, port: int, subscribers: int) -> list[str]:
+        args = [sys.executable, "-m", *self.module, "--port", str(port), *self.extra_args]
+        if self.name == "tidings":
+            limit = str(max(10_000, subscribers * 2))
+            args += ["--max-connections", limit, "--connection-rate", "1000000000"]
+        return args
+
+
+TARGETS: dict[str, Target] = {
+    "tidings": Target(
+        name="tidings",
+        module=("tidings", "serve"),
+        extra_args=("--log-level", "warning"),
+        env={"TIDINGS_PUBLISH_RATE": "1000000000"},
+        paths={"ws": f"/ws?channel={CHANNEL}", "sse": f"/api/v1/events?channel={CHANNEL}"},
+        ready_marker={"ws": b'"subscribed"', "sse": b"id:"},
+    ),
+    "handrolled": Target(
+        name="handrolled",
+        module=("benchmarks.handrolled",),
+        paths={"ws": f"/ws?channel={CHANNEL}", "sse": f"/api/v1/events?channel={CHANNEL}"},
+        ready_marker={"ws": b'"subscribed"', "sse": b": connected"},
+        needs_checkout=True,
+    ),
+    "socketio": Target(
+        name="socketio",
+        module=("benchmarks.socketio_server",),
+        paths={"ws": f"/socket.io/?EIO=4&transport=websocket&channel={CHANNEL}"},
+        ready_marker={"ws": b"40"},
+        socketio=True,
+        needs_checkout=True,
+        needs_module="socketio",
+    ),
+}
+
+
+def baseline_root() -> Path | None:
+    """The directory holding ``benchmarks/`` (a checkout of tidings), if there is one."""
+    checkout = Path(__file__).resolve().parents[3]
+    for root in (Path.cwd(), checkout):
+        if (root / "benchmarks" / "handrolled.py").is_file():
+            return root
+    return None
+
+
+def unavailable_reason(target: Target, transport: str) -> str | None:
+    """Why this target cannot run this transport here, or ``None``."""
+    if transport not in target.paths:
+        return f"{target.name} has no {transport.upper()} transport"
+    if target.needs_checkout and baseline_root() is None:
+        return f"{target.name} lives in benchmarks/: run from a checkout of tidings"
+    if target.needs_module and importlib.util.find_spec(target.needs_module) is None:
+        return f"{target.needs_module} is not installed (pip install 'tidings[bench]')"
+    return None
