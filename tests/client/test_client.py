@@ -1,0 +1,279 @@
+"""The async and sync clients against real hubs on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import RunningHub, running_hub
+from tidings.auth.tokens import mint_token
+from tidings.client import (
+    Backoff,
+    Client,
+    ClientError,
+    ConnectionFailed,
+    Event,
+    Handle,
+    Reset,
+    Status,
+    StatusChange,
+)
+from tidings.client.sync import SyncClient, subscribe
+
+TRANSPORTS = ["websocket", "sse"]
+SECRET = "test-secret-that-is-long-enough-for-hs256!"
+API_KEY = "key-for-the-admin-service-0123456789"
+FAST = Backoff(initial=0.01, factor=2.0, max=0.2, jitter=0.5, attempts=20)
+
+
+@pytest.fixture
+async def secured() -> AsyncIterator[RunningHub]:
+    async with running_hub(jwt_secret=SECRET, api_keys={"admin": API_KEY}) as running:
+        yield running
+
+
+def _token(sub: str = "bob", **claims: Any) -> str:
+    return mint_token(SECRET, sub=sub, channels=["*"], publish=["*"], **claims)
+
+
+async def _admin(running: RunningHub, path: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=running.url, timeout=10) as http:
+        return await http.post(path, json=body, headers={"Authorization": f"Bearer {API_KEY}"})
+
+
+async def _next(iterator: Any, within: float = 5) -> Any:
+    async with asyncio.timeout(within):
+        return await iterator.__anext__()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_subscribe_publish_and_type_filters(served: RunningHub, transport: str) -> None:
+    statuses: list[StatusChange] = []
+    async with Client(served.url, transport=transport, on_status=statuses.append) as client:
+        everything = client.subscribe("alerts")
+        disks = client.subscribe("alerts", types=["disk_full"])
+        await everything.ready()
+        await disks.ready()
+        first = await client.publish("alerts", "cpu_hot", {"n": 1})
+        second = await client.publish("alerts", "disk_full", {"n": 2})
+        assert isinstance(first, Event) and first.channel == "alerts"
+        assert [await _next(everything), await _next(everything)] == [first, second]
+        assert await _next(disks) == second
+        await disks.close()
+        with pytest.raises(StopAsyncIteration):
+            await _next(disks)
+    assert statuses[0].status is Status.CONNECTING
+    assert Status.CONNECTED in [s.status for s in statuses]
+    assert statuses[-1].status is Status.CLOSED
+    assert [e async for e in everything] == []  # ended by close
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_handlers_per_type_and_wildcard(served: RunningHub, transport: str) -> None:
+    seen: list[tuple[str, str]] = []
+    done = asyncio.Event()
+
+    async def on_any(event: Event) -> None:
+        seen.append(("*", event.type))
+        if len(seen) == 3:
+            done.set()
+
+    async with Client(served.url, transport=transport) as client:
+        handle = client.on("alerts", "*", on_any)
+
+        @client.on("alerts", "disk_full")
+        def on_disk(event: Event) -> None:
+            seen.append(("disk_full", event.type))
+            if len(seen) == 3:
+                done.set()
+
+        await handle.ready()
+        for other in client._consumers["alerts"]:
+            if isinstance(other, Handle):
+                await other.ready()
+        await client.publish("alerts", "cpu_hot", None)
+        await client.publish("alerts", "disk_full", None)
+        async with asyncio.timeout(5):
+            await done.wait()
+        await handle.remove()
+        assert len(client._consumers["alerts"]) == 1
+    assert sorted(seen) == [("*", "cpu_hot"), ("*", "disk_full"), ("disk_full", "disk_full")]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_reset_is_raised_then_iteration_continues(transport: str) -> None:
+    async with running_hub(history_size=3) as hub:
+        async with Client(hub.url, transport=transport) as client:
+            sub = client.subscribe("alerts")
+            await sub.ready()
+            first = await client.publish("alerts", "m", 0)
+            assert await _next(sub) == first
+        # Disconnected long enough for history to move past the position.
+        async with httpx.AsyncClient(base_url=hub.url) as http:
+            for n in range(1, 8):
+                await http.post("/api/v1/publish", json={"channel": "alerts", "data": n})
+        since = first.id
+        async with Client(hub.url, transport=transport) as client:
+            sub = client.subscribe("alerts", since=since)
+            with pytest.raises(Reset) as caught:
+                await _next(sub)
+            assert caught.value.channel == "alerts" and caught.value.reason == "history_gap"
+            live = await client.publish("alerts", "m", 8)
+            assert await _next(sub) == live
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_on_reset_callback_receives_resets_instead(transport: str) -> None:
+    async with running_hub(history_size=2) as hub:
+        resets: list[Reset] = []
+        async with Client(hub.url, transport=transport, on_reset=resets.append) as client:
+            sub = client.subscribe("alerts", since="000000-1")  # from another epoch
+            await sub.ready()
+            live = await client.publish("alerts", "m", 1)
+            assert await _next(sub) == live
+        assert [r.reason for r in resets] == ["history_gap"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_revoke_ends_in_failed_with_the_reason(secured: RunningHub, transport: str) -> None:
+    statuses: list[StatusChange] = []
+    failed = asyncio.Event()
+
+    def on_status(change: StatusChange) -> None:
+        statuses.append(change)
+        if change.status is Status.FAILED:
+            failed.set()
+
+    async with Client(
+        secured.url, token=_token(), transport=transport, backoff=FAST, on_status=on_status
+    ) as client:
+        sub = client.subscribe("alerts")
+        await sub.ready()
+        response = await _admin(
+            secured, "/api/v1/clients/bob/disconnect", {"reason": "token_revoked", "revoke": True}
+        )
+        assert response.status_code == 202
+        with pytest.raises(ConnectionFailed) as caught:
+            await _next(sub)
+        assert caught.value.reason == "token_revoked"
+        async with asyncio.timeout(5):
+            await failed.wait()
+    assert [s.reason for s in statuses if s.status is Status.FAILED] == ["token_revoked"]
+    assert Status.RECONNECTING not in [s.status for s in statuses]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_refused_credentials_fail_without_retrying(
+    secured: RunningHub, transport: str
+) -> None:
+    async with Client(secured.url, token="not-a-token", transport=transport, backoff=FAST) as c:
+        with pytest.raises(ConnectionFailed) as caught:
+            await _next(c.subscribe("alerts"))
+        assert caught.value.reason == "invalid_token"
+        assert c.status is Status.FAILED
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_forbidden_channel_ends_its_iterator(secured: RunningHub, transport: str) -> None:
+    token = mint_token(SECRET, sub="bob", channels=["public/*"])
+    async with Client(secured.url, token=token, transport=transport, backoff=FAST) as client:
+        allowed = client.subscribe("public/news")
+        await allowed.ready()
+        with pytest.raises(ClientError) as caught:
+            await _next(client.subscribe("secret"))
+        assert "forbidden" in str(caught.value)
+        with pytest.raises(ValueError, match="channel"):
+            client.subscribe("bad name")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_token_provider_is_called_again_on_every_reconnect(
+    secured: RunningHub, transport: str
+) -> None:
+    issued: list[str] = []
+
+    async def provider() -> str:
+        issued.append(_token(jti=f"t{len(issued)}"))
+        return issued[-1]
+
+    async with Client(secured.url, token=provider, transport=transport, backoff=FAST) as client:
+        sub = client.subscribe("alerts")
+        await sub.ready()
+        before = len(issued)
+        # "reconnect" (4010) asks clients to come back.
+        response = await _admin(secured, "/api/v1/clients/bob/disconnect", {"reason": "reconnect"})
+        assert response.status_code == 202
+        async with asyncio.timeout(5):
+            while len(issued) == before:
+                await asyncio.sleep(0.01)
+        event = await client.publish("alerts", "m", "after")
+        assert await _next(sub) == event
+    assert len(issued) > before
+
+
+async def test_latency_is_measured_from_ping_pong(served: RunningHub) -> None:
+    async with Client(served.url) as client:
+        assert client.latency is None
+        rtt = await client.ping()
+        assert 0 < rtt < 5 and client.latency == rtt
+
+
+async def test_websocket_refreshes_a_jwt_before_it_expires(secured: RunningHub) -> None:
+    tokens: list[str] = []
+
+    def provider() -> str:
+        tokens.append(_token(ttl=2 if not tokens else 3600, jti=f"r{len(tokens)}"))
+        return tokens[-1]
+
+    statuses: list[StatusChange] = []
+    async with Client(secured.url, token=provider, backoff=FAST, on_status=statuses.append) as c:
+        sub = c.subscribe("alerts")
+        await sub.ready()
+        async with asyncio.timeout(5):
+            while len(tokens) < 2:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(2.5)  # past the first token's exp: still the same connection
+        event = await c.publish("alerts", "m", 1)
+        assert await _next(sub) == event
+    assert [s.status for s in statuses].count(Status.CONNECTED) == 1
+
+
+def test_sync_wrapper_subscribes_and_publishes() -> None:
+    async def scenario() -> None:
+        async with running_hub() as hub:
+            await asyncio.to_thread(_sync_round_trip, hub.url)
+
+    asyncio.run(scenario())
+
+
+def _sync_round_trip(url: str) -> None:
+    stop = threading.Event()
+    with SyncClient(url, transport="sse") as publisher:
+
+        def keep_publishing() -> None:
+            # The iterator subscribes on its first next(): publish until it has seen some.
+            n = 0
+            while not stop.is_set():
+                publisher.publish("alerts", "m", n)
+                n += 1
+                stop.wait(0.02)
+
+        thread = threading.Thread(target=keep_publishing)
+        thread.start()
+        got: list[Event] = []
+        try:
+            for event in subscribe(url, "alerts", timeout=5):
+                got.append(event)
+                if len(got) == 3:
+                    break
+        finally:
+            stop.set()
+            thread.join(5)
+        numbers = [event.data for event in got]
+        assert numbers == list(range(numbers[0], numbers[0] + 3))
+        assert publisher.ping() > 0
