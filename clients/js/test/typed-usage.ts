@@ -1,0 +1,35 @@
+// Compiled by `tsc --noEmit -p clients/js` only: the type definitions accept real usage.
+import TidingsClient, { backoffDelay, createClient, type StatusChange, type TidingsEvent } from "tidings-client";
+import { useTidings } from "tidings-client/react";
+
+interface Alert {
+  host: string;
+}
+
+const client = new TidingsClient({ url: "https://hub.example/", transport: "sse", token: "t", reconnect: { maxAttempts: 3 } });
+const other = createClient({ url: new URL("https://hub.example/realtime/"), pingInterval: 0 });
+const stop: () => void = client.subscribe<Alert>("alerts", (event) => {
+  const host: string = event.data.host;
+  console.log(host, event.id, event.timestamp);
+}, { types: ["disk_full"], since: "5d5910-2" });
+client.on("*", (event: TidingsEvent) => console.log(event.channel));
+client.onStatus((change: StatusChange) => {
+  if (change.status === "reconnecting") console.log(change.attempt, change.delay);
+});
+client.onReset(({ channel, position }) => console.log(channel, position));
+client.onError((error) => console.log(error.message));
+const delay: number = backoffDelay(3);
+async function send(): Promise<string> {
+  const event = await client.publish<Alert>("alerts", { host: "db2" }, { type: "disk_full" });
+  return event.data.host;
+}
+stop();
+other.close();
+void send();
+void delay;
+
+function Status(): string {
+  const { status, error } = useTidings<Alert>("alerts", (event) => console.log(event.data.host), { transport: "websocket" });
+  return error ?? status;
+}
+void Status;

@@ -1,0 +1,137 @@
+// Type definitions for tidings.js (the tidings hub client). See README.md.
+
+/** An event as the hub stores and delivers it. */
+export interface TidingsEvent<T = unknown> {
+  /** Opaque, unique within its channel. */
+  id: string;
+  channel: string;
+  type: string;
+  data: T;
+  /** ISO-8601 UTC with milliseconds. */
+  timestamp: string;
+}
+
+export type Status = "connecting" | "connected" | "reconnecting" | "failed" | "closed";
+
+export interface StatusChange {
+  status: Status;
+  /** Why (a disconnect reason, an error code, `connection_lost`, `client`, ...). */
+  reason?: string;
+  /** WebSocket close code or HTTP status, when there was one. */
+  code?: number;
+  /** Reconnection attempt number (1-based), on `reconnecting` and a give-up `failed`. */
+  attempt?: number;
+  /** Milliseconds until the next attempt, on `reconnecting`. */
+  delay?: number;
+}
+
+export interface ResetNotice {
+  channel: string;
+  /** `history_gap` (missed events are gone) or `dropped` (slow consumer). */
+  reason: string;
+  /** Where the channel stands now; live events continue after it. */
+  position: string;
+}
+
+export interface ReconnectOptions {
+  /** First delay, ms. Default 1000. */
+  initialDelay?: number;
+  /** Multiplier per attempt. Default 2. */
+  factor?: number;
+  /** Cap, ms. Default 30000. */
+  maxDelay?: number;
+  /** Attempts before `failed`. Default 10. */
+  maxAttempts?: number;
+  /** Each delay is multiplied by a random factor in [1 - jitter, 1]. Default 0.5. */
+  jitter?: number;
+}
+
+export type TimerHandle = unknown;
+
+export interface TidingsOptions {
+  /** The hub's base URL (`https://host/` or `https://host/realtime/`). Default in a browser: two levels above the module's URL. */
+  url?: string | URL;
+  /** Default `websocket`. */
+  transport?: "websocket" | "sse";
+  /** JWT or API key: `?token=` on the WebSocket, `Authorization: Bearer` on SSE and HTTP. */
+  token?: string | null;
+  /** Channels to subscribe to at once (without handlers). */
+  channels?: string[];
+  reconnect?: ReconnectOptions;
+  /** WebSocket keep-alive `ping` every this many ms (0 = never). Default 25000. */
+  pingInterval?: number;
+  /** A WebSocket constructor (in Node 20: `import WebSocket from "ws"`). */
+  WebSocket?: new (url: string) => WebSocketLike;
+  fetch?: typeof fetch;
+  setTimeout?: (fn: () => void, ms: number) => TimerHandle;
+  clearTimeout?: (handle: TimerHandle) => void;
+  /** Random numbers in [0, 1), for the jitter. */
+  random?: () => number;
+}
+
+/** What the client needs of a WebSocket (the browser's and `ws`'s both fit). */
+export interface WebSocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onmessage: ((message: { data: unknown }) => void) | null;
+  onclose: ((close: { code: number; reason: string }) => void) | null;
+  onerror: ((error: unknown) => void) | null;
+}
+
+export interface SubscribeOptions {
+  /** Only these event types (`*` = all). */
+  types?: string[];
+  /** Resume from this event id (the last one you saw on the channel). */
+  since?: string;
+}
+
+export interface PublishOptions {
+  /** Event type, default `message`. */
+  type?: string;
+  /** Over HTTP only: publish at most once per key. */
+  idempotencyKey?: string;
+}
+
+export type Unsubscribe = () => void;
+export type EventHandler<T = unknown> = (event: TidingsEvent<T>) => void;
+
+export class TidingsError extends Error {
+  constructor(code: string, message: string, details?: Record<string, unknown>);
+  code: string;
+  /** HTTP status, for errors of HTTP calls. */
+  status?: number;
+  /** The channel of a refused subscription. */
+  channel?: string;
+  /** The request id of a WebSocket request. */
+  id?: string | number | null;
+}
+
+export class TidingsClient {
+  constructor(options?: TidingsOptions);
+  readonly url: string;
+  readonly transport: "websocket" | "sse";
+  token: string | null;
+  /** `idle` until the first connection attempt. */
+  readonly status: Status | "idle";
+  /** The reason of the last `failed`, or null. */
+  readonly error: string | null;
+  /** The hub's id of the current connection (as in `GET /api/v1/connections`). */
+  readonly connectionId: string | null;
+  /** Last position seen per followed channel. */
+  readonly positions: Map<string, string>;
+  subscribe<T = unknown>(channel: string, handler?: EventHandler<T> | null, options?: SubscribeOptions): Unsubscribe;
+  /** Events of `type` on any subscribed channel; `"*"` for all. */
+  on<T = unknown>(type: string, handler: EventHandler<T>): Unsubscribe;
+  onStatus(handler: (status: StatusChange) => void): Unsubscribe;
+  onReset(handler: (reset: ResetNotice) => void): Unsubscribe;
+  onError(handler: (error: TidingsError | Error) => void): Unsubscribe;
+  connect(): this;
+  publish<T = unknown>(channel: string, data: T, options?: PublishOptions): Promise<TidingsEvent<T>>;
+  close(): void;
+}
+
+export function createClient(options?: TidingsOptions): TidingsClient;
+export function backoffDelay(attempt: number, reconnect?: ReconnectOptions, random?: () => number): number;
+export function parseCursor(cursor: string | null, channels: string[]): Map<string, string>;
+export const DEFAULT_RECONNECT: Readonly<Required<ReconnectOptions>>;
+export default TidingsClient;

@@ -1,0 +1,121 @@
+"""The dashboard in a real Chromium against a real ``tidings serve``: status turns green,
+an event published through the form shows in the feed, the status turns yellow while the
+hub is down and green again once it is back on the same port. Saves docs/dashboard.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import ServedHub, serving
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
+
+
+def test_dashboard_status_publish_and_reconnect(browser: Any, served_hub: ServedHub) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(served_hub.url)
+        status = page.get_by_role("status").first
+        expect(status).to_have_attribute("data-status", "connected", timeout=10_000)
+        expect(status).to_have_text("connected")
+
+        page.get_by_label("Channel", exact=True).first.fill("demo")
+        page.get_by_label("Type", exact=True).fill("greeting")
+        page.get_by_label("Data (JSON)").fill('{"hello": "browser"}')
+        page.get_by_role("button", name="Publish").click()
+        expect(page.locator("#pub-result")).to_contain_text("published", timeout=5_000)
+        item = page.locator("#feed li").first
+        expect(item).to_contain_text('{"hello":"browser"}', timeout=5_000)
+        expect(item).to_contain_text("greeting")
+        expect(item).to_contain_text("demo")
+
+        # The channel list and connection table pick up this page's subscription.
+        page.get_by_role("button", name="Show").click()
+        expect(page.locator("#history-table tbody tr")).to_have_count(1, timeout=5_000)
+        expect(page.locator("#connections-table")).to_contain_text("(this page)", timeout=10_000)
+        expect(page.locator("#channels-table")).to_contain_text("demo", timeout=10_000)
+
+        # A filter hides what does not match, and shows it again when cleared.
+        page.get_by_label("Show type").fill("nothing-like-it")
+        expect(item).to_be_hidden()
+        page.get_by_label("Show type").fill("")
+        expect(item).to_be_visible()
+
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        served_hub.stop()
+        expect(status).to_have_attribute("data-status", "reconnecting", timeout=10_000)
+        expect(status).to_contain_text("reconnecting")
+        served_hub.start()
+        expect(status).to_have_attribute("data-status", "connected", timeout=20_000)
+
+        # Still live after the restart.
+        page.get_by_label("Data (JSON)").fill('{"after": "restart"}')
+        page.get_by_role("button", name="Publish").click()
+        expect(page.locator("#feed li").first).to_contain_text('{"after":"restart"}', timeout=5_000)
+    finally:
+        page.close()
+
+
+def test_dashboard_is_readable_on_a_phone(browser: Any, served_hub: ServedHub) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    try:
+        page.goto(served_hub.url)
+        expect(page.get_by_role("status").first).to_have_attribute(
+            "data-status", "connected", timeout=10_000
+        )
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"the page scrolls sideways on a phone ({width}px)"
+    finally:
+        page.close()
+
+
+def test_refused_subscription_is_reported(browser: Any, served_hub: ServedHub) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    try:
+        page.goto(served_hub.url)
+        expect(page.get_by_role("status").first).to_have_attribute(
+            "data-status", "connected", timeout=10_000
+        )
+        page.get_by_label("Channels to follow (comma-separated)").fill("bad name")
+        page.get_by_role("button", name="Follow").click()
+        expect(page.locator("#feed-note")).to_contain_text("bad name", timeout=5_000)
+    finally:
+        page.close()
+
+
+def test_secured_hub_is_red_without_a_token_and_green_with_one(browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    with serving("--api-key", "ops=s3cret-key") as hub:
+        page = browser.new_page()
+        try:
+            page.goto(hub.url)
+            status = page.get_by_role("status").first
+            expect(status).to_have_attribute("data-status", "failed", timeout=10_000)
+            expect(status).to_contain_text("failed: ")
+            expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
+            expect(page.locator("#connections-note")).to_contain_text("connections: ")
+
+            page.get_by_label("Token (stored in this browser)").fill("s3cret-key")
+            page.get_by_role("button", name="Use token").click()
+            expect(status).to_have_attribute("data-status", "connected", timeout=10_000)
+            expect(page.locator("#connections-table")).to_contain_text("apikey:ops", timeout=10_000)
+            assert page.evaluate("localStorage.getItem('tidings.token')") == "s3cret-key"
+
+            # A reload keeps the token: connected straight away.
+            page.reload()
+            expect(status).to_have_attribute("data-status", "connected", timeout=10_000)
+        finally:
+            page.close()
