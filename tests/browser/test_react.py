@@ -49,7 +49,9 @@ def static_server() -> Iterator[str]:
         thread.join()
 
 
-@pytest.mark.parametrize("transport", ["websocket", "sse"])
+# WebSocket only: this page is on another origin than the hub, and the hub sends no CORS
+# headers, so a fetch-based SSE stream is refused by the browser (docs/protocol.md).
+@pytest.mark.parametrize("transport", ["websocket"])
 def test_use_tidings_shows_events_and_leaves_no_connection(
     browser: Any, served_hub: ServedHub, static_server: str, transport: str
 ) -> None:
@@ -61,7 +63,9 @@ def test_use_tidings_shows_events_and_leaves_no_connection(
     page.on("pageerror", lambda error: errors.append(str(error)))
     with contextlib.ExitStack():
         try:
-            page.goto(f"{static_server}test/react-page.html?hub={served_hub.url}&channel={channel}&transport={transport}")
+            page.goto(
+                f"{static_server}test/react-page.html?hub={served_hub.url}&channel={channel}&transport={transport}"
+            )
             expect(page.locator("#status")).to_have_text("connected", timeout=10_000)
             _wait_for(lambda: any(channel in c["channels"] for c in served_hub.connections()))
             for n in (1, 2):
