@@ -136,7 +136,11 @@ async def test_dashboard_is_served(served: RunningHub) -> None:
         page = await http.get("/")
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
-        assert "EventSource" in page.text
+        assert "tidings.js" in page.text  # the dashboard runs on the JS client
+        client = await http.get("/static/tidings.js")
+        assert client.status_code == 200
+        assert "javascript" in client.headers["content-type"]
+        assert "export function createClient" in client.text
 
 
 async def test_publish_while_the_store_is_down_is_a_503_not_a_loss(served: RunningHub) -> None:
