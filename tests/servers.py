@@ -48,26 +48,33 @@ def free_socket() -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def running_hub(hub: Hub | None = None, **settings: Any) -> AsyncIterator[RunningHub]:
-    """Serve a hub on a free port of 127.0.0.1 until the block ends."""
-    hub = hub or Hub(Settings(**settings))
+async def serving(server: uvicorn.Server) -> AsyncIterator[int]:
+    """Run ``server`` on a free port of 127.0.0.1 until the block ends; yield the port."""
     sock = free_socket()
-    port = sock.getsockname()[1]
-    server = HubServer(build_config(hub, hub.settings, port=port, log_level="warning"), hub)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):
-            while not server.started:
+            while not server.started:  # uvicorn has no event to await for this
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)
-        yield RunningHub(hub, server, port)
+        yield int(sock.getsockname()[1])
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
             async with asyncio.timeout(10):
                 await task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_hub(hub: Hub | None = None, **settings: Any) -> AsyncIterator[RunningHub]:
+    """Serve a hub on a free port of 127.0.0.1 until the block ends."""
+    hub = hub or Hub(Settings(**settings))
+    # The port is only known once bound; uvicorn's config port is not used with sockets=.
+    server = HubServer(build_config(hub, hub.settings, log_level="warning"), hub)
+    async with serving(server) as port:
+        yield RunningHub(hub, server, port)
 
 
 def free_port() -> int:
@@ -119,23 +126,8 @@ def start_process(
 async def running_app(app: Any) -> AsyncIterator[int]:
     """Serve any ASGI app (e.g. a user's FastAPI app that embeds a hub) on a free port of
     127.0.0.1, with its lifespan, until the block ends; yield the port."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, lifespan="on", log_config=None, log_level="warning", timeout_graceful_shutdown=2
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
+    async with serving(uvicorn.Server(config)) as port:
         yield port
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(10):
-                await task
-        sock.close()
