@@ -32,8 +32,7 @@ def serving(*args: str) -> Iterator[HubProcess]:
         yield node
     finally:
         node.stop()
-        if node.process.stdout is not None:
-            node.process.stdout.close()
+        node.close()
 
 
 async def measure(publish_url: str, receive_url: str, events: int, warmup: int) -> list[float]:

@@ -96,6 +96,15 @@ class HubProcess:
             self.process.send_signal(sig)
         return self.process.wait(timeout=timeout)
 
+    def close(self) -> None:
+        """Kill the process if it still runs, reap it, and close its output pipe (an
+        open pipe left to the garbage collector is a ResourceWarning, an error here)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
 
 def start_process(
     *args: str, port: int | None = None, env: dict[str, str] | None = None

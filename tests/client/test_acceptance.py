@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,18 +17,6 @@ from tidings.client import Backoff, Client, Event, Status, StatusChange
 CHANNEL = "orders"
 TOTAL = 500
 RESTART_AFTER = (150, 330)
-
-
-@pytest.fixture
-def processes() -> Iterator[list[HubProcess]]:
-    started: list[HubProcess] = []
-    yield started
-    for process in started:
-        if process.process.poll() is None:
-            process.process.kill()
-        process.process.wait(timeout=10)
-        if process.process.stdout is not None:
-            process.process.stdout.close()
 
 
 async def _serve(processes: list[HubProcess], db: Path, port: int) -> HubProcess:

@@ -196,21 +196,22 @@ async def test_token_provider_is_called_again_on_every_reconnect(
     secured: RunningHub, transport: str
 ) -> None:
     issued: list[str] = []
+    called = asyncio.Event()
 
     async def provider() -> str:
         issued.append(_token(jti=f"t{len(issued)}"))
+        called.set()
         return issued[-1]
 
     async with Client(secured.url, token=provider, transport=transport, backoff=FAST) as client:
         sub = client.subscribe("alerts")
         await sub.ready()
         before = len(issued)
+        called.clear()
         # "reconnect" (4010) asks clients to come back.
         response = await _admin(secured, "/api/v1/clients/bob/disconnect", {"reason": "reconnect"})
         assert response.status_code == 202
-        async with asyncio.timeout(5):
-            while len(issued) == before:
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(called.wait(), 5)  # asked again for the reconnect
         event = await client.publish("alerts", "m", "after")
         assert await _next(sub) == event
     assert len(issued) > before
@@ -225,18 +226,19 @@ async def test_latency_is_measured_from_ping_pong(served: RunningHub) -> None:
 
 async def test_websocket_refreshes_a_jwt_before_it_expires(secured: RunningHub) -> None:
     tokens: list[str] = []
+    refreshed = asyncio.Event()
 
     def provider() -> str:
         tokens.append(_token(ttl=2 if not tokens else 3600, jti=f"r{len(tokens)}"))
+        if len(tokens) >= 2:
+            refreshed.set()
         return tokens[-1]
 
     statuses: list[StatusChange] = []
     async with Client(secured.url, token=provider, backoff=FAST, on_status=statuses.append) as c:
         sub = c.subscribe("alerts")
         await sub.ready()
-        async with asyncio.timeout(5):
-            while len(tokens) < 2:
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(refreshed.wait(), 5)  # a fresh token before exp
         await asyncio.sleep(2.5)  # past the first token's exp: still the same connection
         event = await c.publish("alerts", "m", 1)
         assert await _next(sub) == event

@@ -33,8 +33,7 @@ def nodes(url: str, count: int = 2, *extra: str) -> Iterator[list[HubProcess]]:
     finally:
         for node in started:
             node.stop()
-            if node.process.stdout is not None:
-                node.process.stdout.close()
+            node.close()
 
 
 @pytest.fixture
@@ -210,11 +209,14 @@ async def test_redis_outage_gives_503_loses_nothing_acknowledged_and_recovers() 
                 assert json.loads(await ws.recv())["type"] == "connected"
                 assert json.loads(await ws.recv())["type"] == "subscribed"
 
+                arrived = asyncio.Event()
+
                 async def read() -> None:
                     while True:
                         message = json.loads(await ws.recv())
                         if message["type"] == "event":
                             received.append(message["data"]["data"])
+                            arrived.set()
 
                 reader = asyncio.create_task(read())
                 loop = asyncio.get_running_loop()
@@ -241,7 +243,8 @@ async def test_redis_outage_gives_503_loses_nothing_acknowledged_and_recovers() 
                 assert acked[-1] == 499, "the hub must serve again without a restart"
                 async with asyncio.timeout(15):
                     while not set(acked) <= set(received):
-                        await asyncio.sleep(0.05)  # the reader task collects; wait for it
+                        arrived.clear()
+                        await arrived.wait()
                 reader.cancel()
                 assert (await http.get("/ready")).status_code == 200
                 assert set(received) <= set(acked)
@@ -291,5 +294,4 @@ async def test_workers_share_one_port_and_shut_down_gracefully(shared_redis: str
             await ws.close()
     finally:
         node.stop()
-        if node.process.stdout is not None:
-            node.process.stdout.close()
+        node.close()

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import websockets
 from httpx_sse import ServerSentEvent, aconnect_sse
 
@@ -20,19 +19,6 @@ from tests.servers import HubProcess, start_process
 
 CHANNEL = "orders"
 HISTORY_SIZE = 60
-
-
-@pytest.fixture
-def processes() -> Iterator[list[HubProcess]]:
-    """Every ``tidings serve`` the test starts; killed at the end if still running."""
-    started: list[HubProcess] = []
-    yield started
-    for process in started:
-        if process.process.poll() is None:
-            process.process.kill()
-        process.process.wait(timeout=10)
-        if process.process.stdout is not None:
-            process.process.stdout.close()
 
 
 async def serve(processes: list[HubProcess], db: Path) -> HubProcess:
