@@ -49,6 +49,7 @@ class Connection:
         max_frames: int,
         max_bytes: int,
         slow_consumer: SlowConsumerPolicy,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.hub = hub
         self.id = secrets.token_urlsafe(9)
@@ -61,9 +62,11 @@ class Connection:
             max_frames=max_frames,
             max_bytes=max_bytes,
             slow_consumer=slow_consumer,
-            on_ready=self._wake,
+            on_ready=on_ready or self._wake,
         )
-        self.ready = asyncio.Event()
+        # Only a pumped connection (the ASGI endpoints) waits on this; the native data
+        # plane is told through ``on_ready`` and has no task to wake.
+        self.ready: asyncio.Event | None = None
         self.last_seen = time.monotonic()
         self._pump_task: asyncio.Task[None] | None = None
         self._timers: list[asyncio.TimerHandle] = []
@@ -78,7 +81,8 @@ class Connection:
         return {"connection_id": self.id, "transport": self.transport}
 
     def _wake(self) -> None:
-        self.ready.set()
+        if self.ready is not None:
+            self.ready.set()
         if (
             self.session.state is State.CLOSING
             and self._pump_task is not None
@@ -126,7 +130,9 @@ class Connection:
         seconds, busy or not (pings must go out to a client that only receives)."""
         self._pump_task = asyncio.current_task()
         session = self.session
-        ready = self.ready
+        ready = self.ready = asyncio.Event()
+        if len(session.outbox) or not session.alive:
+            ready.set()
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + tick
         try:

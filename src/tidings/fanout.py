@@ -7,6 +7,12 @@ reconnecting) is given a short grace to close by itself, then filled from the st
 after a broker reconnect every followed channel is filled at once. Each event is
 encoded once for all of its subscribers, and sessions only queue frames: nothing here
 ever waits for a socket.
+
+A channel with many subscribers is served in slices of :attr:`FanOut.slice_size`
+connections, one slice per turn of the event loop, so that publishers, handshakes and
+pings are answered between slices instead of after the whole fan-out. Events waiting
+behind a slice for the same subscribers join one job and reach each connection
+together, which its transport writes at once.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tidings.backends.base import Store
@@ -29,8 +37,22 @@ __all__ = ["FanOut"]
 log = logging.getLogger("tidings.fanout")
 
 
+@dataclass(slots=True)
+class _Job:
+    """Events of one channel on their way to the subscribers it had when they came."""
+
+    channel: str
+    events: list[EncodedEvent]
+    targets: tuple[Connection, ...]
+    version: int
+    next: int = 0
+
+
 class FanOut:
     """The local channel registry and ordered delivery to its connections."""
+
+    #: Connections served per turn of the event loop.
+    slice_size = 256
 
     def __init__(
         self,
@@ -47,6 +69,11 @@ class FanOut:
         self.sequencer = Sequencer()
         self._on_change = on_change
         self._filling: dict[str, asyncio.Task[None]] = {}
+        # Bumped whenever a channel's subscribers change: a waiting job may only take
+        # more events while it would deliver them to exactly the current subscribers.
+        self._versions: dict[str, int] = {}
+        self._jobs: deque[_Job] = deque()
+        self._scheduled = False
         #: Gaps the store could not fill (sessions answered them with ``reset``).
         self.unfilled_gaps = 0
 
@@ -58,6 +85,7 @@ class FanOut:
             self.sequencer.expect(channel)
         if connection not in subscribers:
             subscribers.add(connection)
+            self._versions[channel] = self._versions.get(channel, 0) + 1
             self._on_change(channel)
 
     def discard(self, channel: str, connection: Connection) -> None:
@@ -65,8 +93,10 @@ class FanOut:
         if subscribers is None or connection not in subscribers:
             return
         subscribers.discard(connection)
+        self._versions[channel] = self._versions.get(channel, 0) + 1
         if not subscribers:
             del self.subscribers[channel]
+            del self._versions[channel]
             self.sequencer.forget(channel)
             task = self._filling.pop(channel, None)
             if task is not None:
@@ -96,12 +126,59 @@ class FanOut:
             self._fill_later(event.channel, self.gap_grace)
 
     def _deliver(self, event: Event) -> None:
-        subscribers = self.subscribers.get(event.channel)
+        channel = event.channel
+        subscribers = self.subscribers.get(channel)
         if not subscribers:
             return
         encoded = EncodedEvent(event)
-        for connection in subscribers:
-            connection.session.deliver(encoded)
+        jobs = self._jobs
+        if not jobs and len(subscribers) <= self.slice_size:
+            for connection in subscribers:
+                connection.session.deliver(encoded)
+            return
+        # Behind other jobs (order per channel) or too many for one turn: queue it.
+        version = self._versions.get(channel, 0)
+        last = jobs[-1] if jobs else None
+        if (
+            last is not None
+            and last.channel == channel
+            and last.next == 0
+            and last.version == version
+        ):
+            last.events.append(encoded)
+        else:
+            jobs.append(_Job(channel, [encoded], tuple(subscribers), version))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run_jobs)
+
+    def _run_jobs(self) -> None:
+        """Serve one slice of the queued jobs, then give the loop back."""
+        self._scheduled = False
+        jobs = self._jobs
+        budget = self.slice_size
+        while jobs and budget > 0:
+            job = jobs[0]
+            targets = job.targets
+            events = job.events
+            start = job.next
+            end = min(len(targets), start + max(1, budget // len(events)))
+            for index in range(start, end):
+                deliver = targets[index].session.deliver
+                for encoded in events:
+                    deliver(encoded)
+            budget -= (end - start) * len(events)
+            job.next = end
+            if end == len(targets):
+                jobs.popleft()
+        if jobs:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run_jobs)
+
+    @property
+    def pending(self) -> int:
+        """Deliveries queued behind the current slice."""
+        return sum((len(job.targets) - job.next) * len(job.events) for job in self._jobs)
 
     def resync(self) -> None:
         """The broker reconnected: fill every followed channel from the store now."""
@@ -139,6 +216,7 @@ class FanOut:
             self._deliver(item)
 
     async def close(self) -> None:
+        self._jobs.clear()
         tasks = list(self._filling.values())
         for task in tasks:
             task.cancel()

@@ -460,8 +460,13 @@ class Hub:
         wire: Wire,
         identity: Identity,
         remote: str | None,
+        on_ready: Callable[[], None] | None = None,
     ) -> Connection:
-        """Register a new connection, or raise when a connection limit is hit."""
+        """Register a new connection, or raise when a connection limit is hit.
+
+        ``on_ready`` is called whenever the connection's outbox stops being empty (the
+        native data plane flushes it); without it, :meth:`Connection.pump` sends frames.
+        """
         if self._stopping or not self._started:
             raise Unavailable("the hub is shutting down")
         if len(self.connections) >= self.settings.max_connections:
@@ -485,6 +490,7 @@ class Hub:
             max_frames=self.settings.queue_size,
             max_bytes=self.settings.queue_bytes,
             slow_consumer=self.settings.slow_consumer,
+            on_ready=on_ready,
         )
         connection.session.open()
         self.connections[connection.id] = connection

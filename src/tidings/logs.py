@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+import secrets
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ __all__ = [
     "JSONFormatter",
     "RedactCredentials",
     "TextFormatter",
+    "choose_request_id",
     "configure_logging",
     "install_redaction",
     "request_id_var",
@@ -30,6 +33,18 @@ __all__ = [
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tidings_request_id", default=None
 )
+
+
+def choose_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The request's id: the client's ``X-Request-ID`` if it is sane, else a new one."""
+    for key, value in headers:
+        if key == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if 0 < len(candidate) <= 64 and candidate.isprintable():
+                return candidate
+            break
+    return secrets.token_hex(8)
+
 
 _CONTEXT_FIELDS = ("connection_id", "client_id", "request_id", "channel", "reason", "transport")
 
@@ -128,7 +143,7 @@ def install_redaction() -> None:
     A filter on these loggers runs before any handler, whoever configured the handlers
     (``tidings serve``, an embedding application, a test's log capture).
     """
-    for name in ("uvicorn.error", "uvicorn.access", "websockets.server"):
+    for name in ("uvicorn.error", "uvicorn.access", "websockets.server", "tidings.dataplane"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactCredentials) for f in logger.filters):
             logger.addFilter(RedactCredentials())

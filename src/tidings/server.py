@@ -8,6 +8,7 @@ the listening socket and the process exits within a few seconds.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 import uvicorn
 
 from tidings.backends import redact_url
+from tidings.dataplane.front import FrontProtocol
+from tidings.dataplane.plane import DataPlane
 from tidings.hub import Hub
 from tidings.logs import configure_logging
 from tidings.settings import Settings
@@ -65,7 +68,14 @@ def build_config(hub: Hub, settings: Settings, **overrides: Any) -> uvicorn.Conf
         "server_header": False,
     }
     options.update(overrides)
-    return uvicorn.Config(hub.asgi_app(), **options)
+    config = uvicorn.Config(hub.asgi_app(), **options)
+    if settings.data_plane == "native":
+        # Streams are served natively on the same port; everything else by the ASGI app.
+        plane = DataPlane(
+            hub, proxy_headers=config.proxy_headers, trusted=config.forwarded_allow_ips
+        )
+        config.http = functools.partial(FrontProtocol, plane=plane)  # type: ignore[assignment]
+    return config
 
 
 def run(settings: Settings) -> None:

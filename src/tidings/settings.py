@@ -71,6 +71,9 @@ class Settings(BaseModel):
     publish_rate: float = Field(1000.0, gt=0, description="publishes per client per second")
     allow_anonymous: bool = Field(False, description="open mode on a non-loopback address")
     workers: int = Field(1, ge=1, description="processes (needs a shared broker)")
+    data_plane: Literal["native", "asgi"] = Field(
+        "native", description="`tidings serve` streams: native (fast) or through the ASGI app"
+    )
     log_format: Literal["text", "json"] = Field("text", description="log line format")
     log_level: str = Field("info", description="log level")
 

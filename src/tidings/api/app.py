@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from tidings.api.errors import install_error_handlers
 from tidings.api.models import BatchPublishRequest, EventOut, PublishRequest
 from tidings.api.routes import build_router
 from tidings.api.static import mount_static
-from tidings.logs import install_redaction, request_id_var
+from tidings.logs import choose_request_id, install_redaction, request_id_var
 
 if TYPE_CHECKING:
     from tidings.hub import Hub
@@ -39,14 +38,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = None
-        for key, value in scope.get("headers", ()):
-            if key == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if 0 < len(candidate) <= 64 and candidate.isprintable():
-                    rid = candidate
-                break
-        rid = rid or secrets.token_hex(8)
+        rid = choose_request_id(scope.get("headers", ()))
         token = request_id_var.set(rid)
 
         async def send_with_id(message: Message) -> None:

@@ -15,7 +15,13 @@ from starlette.types import Send
 
 from tidings.errors import TidingsError
 
-__all__ = ["error_response", "install_error_handlers", "send_error"]
+__all__ = [
+    "error_body",
+    "error_headers",
+    "error_response",
+    "install_error_handlers",
+    "send_error",
+]
 
 log = logging.getLogger("tidings.api")
 
@@ -50,17 +56,24 @@ def error_response(
     )
 
 
+def error_body(exc: TidingsError) -> bytes:
+    """The JSON body of SPEC §3 for ``exc``."""
+    return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+
+
+def error_headers(exc: TidingsError) -> list[tuple[bytes, bytes]]:
+    """The headers of an error response for ``exc`` (without its length)."""
+    headers = [(b"content-type", b"application/json")]
+    headers.extend((name.lower().encode(), value.encode()) for name, value in _headers(exc).items())
+    return headers
+
+
 async def send_error(send: Send, exc: TidingsError) -> None:
     """Answer a raw ASGI HTTP request with ``exc`` as a JSON error."""
-    response = error_response(exc.status, exc.code, exc.message, _headers(exc))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": response.raw_headers,
-        }
-    )
-    await send({"type": "http.response.body", "body": response.body})
+    body = error_body(exc)
+    headers = [*error_headers(exc), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from tidings.core import websocket
+
 __all__ = [
     "EncodedEvent",
     "Event",
@@ -117,6 +119,9 @@ class EncodedEvent:
     _ws: str | None = field(default=None, repr=False)
     _sse: bytes | None = field(default=None, repr=False)
     _sse_plain: bytes | None = field(default=None, repr=False)
+    _ws_frame: bytes | None = field(default=None, repr=False)
+    _sse_single: bytes | None = field(default=None, repr=False)
+    _sse_single_plain: bytes | None = field(default=None, repr=False)
 
     @property
     def json(self) -> bytes:
@@ -131,6 +136,27 @@ class EncodedEvent:
         if self._ws is None:
             self._ws = '{"type":"event","data":' + self.json.decode() + "}"
         return self._ws
+
+    @property
+    def ws_frame(self) -> bytes:
+        """:attr:`ws_text` as a complete WebSocket text frame: server frames are not
+        masked, so every subscriber gets the very same bytes."""
+        if self._ws_frame is None:
+            self._ws_frame = websocket.text_frame(self.ws_text)
+        return self._ws_frame
+
+    def sse_frame(self, *, plain: bool) -> bytes:
+        """The whole SSE frame for a one-channel stream, whose cursor is the event id."""
+        if plain:
+            if self._sse_single_plain is None:
+                self._sse_single_plain = self._id_line() + self.sse_body(plain=True)
+            return self._sse_single_plain
+        if self._sse_single is None:
+            self._sse_single = self._id_line() + self.sse_body(plain=False)
+        return self._sse_single
+
+    def _id_line(self) -> bytes:
+        return b"id: " + self.event.id.encode() + b"\n"
 
     def sse_body(self, *, plain: bool) -> bytes:
         """The SSE frame without its ``id:`` line (which is per stream), ending the frame."""

@@ -8,7 +8,7 @@ from tidings.core import protocol, sse
 from tidings.core.events import EncodedEvent, Position
 from tidings.core.session import Session
 
-__all__ = ["SSEWire", "WebSocketWire"]
+__all__ = ["FramedWebSocketWire", "SSEWire", "WebSocketWire"]
 
 
 class SSEWire:
@@ -18,10 +18,11 @@ class SSEWire:
         self.plain = plain
 
     def event(self, encoded: EncodedEvent, session: Session) -> bytes:
-        # The cursor of a one-channel stream is the event's id: no per-event work.
-        single = session.width == 1
-        cursor = encoded.event.id if single else session.cursor()
-        return b"id: " + cursor.encode() + b"\n" + encoded.sse_body(plain=self.plain)
+        # The cursor of a one-channel stream is the event's id: the frame is the same for
+        # every such stream, encoded once.
+        if session.width == 1:
+            return encoded.sse_frame(plain=self.plain)
+        return b"id: " + session.cursor().encode() + b"\n" + encoded.sse_body(plain=self.plain)
 
     def subscribed(
         self, channel: str, recovered: bool, position: Position, rid: str | int | None
@@ -74,3 +75,14 @@ class WebSocketWire:
 
     def position(self, session: Session) -> None:
         return None
+
+
+class FramedWebSocketWire(WebSocketWire):
+    """:class:`WebSocketWire` for a transport that writes frames itself.
+
+    Events come as complete WebSocket frames (``bytes``), encoded once per event for
+    every subscriber; control messages stay text (``str``) and are framed when written.
+    """
+
+    def event(self, encoded: EncodedEvent, session: Session) -> bytes:  # type: ignore[override]
+        return encoded.ws_frame

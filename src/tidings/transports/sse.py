@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -33,7 +35,15 @@ from tidings.transports.common import (
     remote_address,
 )
 
-__all__ = ["SSEEndpoint"]
+__all__ = [
+    "HEADERS",
+    "HEARTBEAT",
+    "SSEEndpoint",
+    "join",
+    "open_stream",
+    "preamble",
+    "subscribe_stream",
+]
 
 log = logging.getLogger("tidings.sse")
 
@@ -43,6 +53,9 @@ HEADERS = [
     (b"x-accel-buffering", b"no"),
     (b"connection", b"keep-alive"),
 ]
+
+#: The comment that keeps an idle stream (and the proxies on its way) alive.
+HEARTBEAT = sse.comment("ping")
 
 
 class SSEEndpoint:
@@ -54,29 +67,18 @@ class SSEEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub = self.hub
         try:
-            request = read_stream_request(scope)
-            check_origin(hub, scope)
-            admission = await admit(hub, scope, request, "sse")
-            if not admission.channels:
-                raise BadRequest("give at least one ?channel=", code="missing_channel")
-            connection = hub.open_connection(
-                transport="sse",
-                wire=SSEWire(plain=request.plain),
-                identity=admission.identity,
-                remote=remote_address(scope),
-            )
+            connection, request = await open_stream(hub, scope)
         except TidingsError as exc:
             await send_error(send, exc)
             return
         try:
-            await self._stream(connection, admission.channels, request, receive, send)
+            await self._stream(connection, request, receive, send)
         finally:
             hub.close_connection(connection)
 
     async def _stream(
         self,
         connection: Connection,
-        channels: tuple[str, ...],
         request: StreamRequest,
         receive: Receive,
         send: Send,
@@ -84,40 +86,19 @@ class SSEEndpoint:
         hub = self.hub
         settings = hub.settings
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        await send(
-            {
-                "type": "http.response.body",
-                "body": sse.frame(retry=settings.sse_retry)
-                + sse.comment("connected " + connection.id),
-                "more_body": True,
-            }
-        )
+        await send({"type": "http.response.body", "body": preamble(connection), "more_body": True})
+        await subscribe_stream(hub, connection, request)
         session = connection.session
-        session.declared_width = len(channels)
-        since = (
-            decode_cursor(request.last_event_id, channels)
-            if request.last_event_id is not None
-            else dict.fromkeys(channels)
-        )
-        try:
-            for channel in channels:
-                await hub.subscribe(connection, channel, types=request.types, since=since[channel])
-        except TidingsError as exc:
-            connection.close("unavailable" if exc.status >= 500 else exc.code)
-        session.mark_position()
-
-        heartbeat = sse.comment("ping")
         last_write = time.monotonic()
 
         async def send_frames(frames: list[Frame]) -> None:
             nonlocal last_write
-            body = b"".join(f if isinstance(f, bytes) else f.encode() for f in frames)
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": join(frames), "more_body": True})
             last_write = time.monotonic()
 
         def on_tick() -> None:
             if time.monotonic() - last_write >= settings.heartbeat * 0.9:
-                session.push_control(heartbeat)
+                session.push_control(HEARTBEAT)
 
         ended = await connection.serve(
             send_frames,
@@ -131,6 +112,59 @@ class SSEEndpoint:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(connection.close_timeout):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def open_stream(
+    hub: Hub, scope: Scope, on_ready: Callable[[], None] | None = None
+) -> tuple[Connection, StreamRequest]:
+    """Admit an SSE request and open its connection; raise :class:`TidingsError` if refused.
+
+    Shared by this endpoint and the native data plane of ``tidings serve`` (which passes
+    ``on_ready``, see :meth:`Hub.open_connection`).
+    """
+    request = read_stream_request(scope)
+    check_origin(hub, scope)
+    admission = await admit(hub, scope, request, "sse")
+    if not admission.channels:
+        raise BadRequest("give at least one ?channel=", code="missing_channel")
+    connection = hub.open_connection(
+        transport="sse",
+        wire=SSEWire(plain=request.plain),
+        identity=admission.identity,
+        remote=remote_address(scope),
+        on_ready=on_ready,
+    )
+    connection.session.declared_width = len(admission.channels)
+    return connection, replace(request, channels=admission.channels)
+
+
+def preamble(connection: Connection) -> bytes:
+    """The first bytes of a stream: the ``retry:`` hint and a comment naming the connection."""
+    return sse.frame(retry=connection.hub.settings.sse_retry) + sse.comment(
+        "connected " + connection.id
+    )
+
+
+async def subscribe_stream(hub: Hub, connection: Connection, request: StreamRequest) -> None:
+    """Subscribe a stream to its channels, recovering from ``Last-Event-ID``, then queue
+    the ``id:``-only frame that records its position."""
+    channels = request.channels
+    since = (
+        decode_cursor(request.last_event_id, channels)
+        if request.last_event_id is not None
+        else dict.fromkeys(channels)
+    )
+    try:
+        for channel in channels:
+            await hub.subscribe(connection, channel, types=request.types, since=since[channel])
+    except TidingsError as exc:
+        connection.close("unavailable" if exc.status >= 500 else exc.code)
+    connection.session.mark_position()
+
+
+def join(frames: list[Frame]) -> bytes:
+    """Frames as one body chunk."""
+    return b"".join(f if isinstance(f, bytes) else f.encode() for f in frames)
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:

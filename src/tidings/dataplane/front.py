@@ -1,0 +1,298 @@
+"""The protocol ``tidings serve`` gives uvicorn: streams natively, the rest to ASGI.
+
+Each new connection's first request head is parsed here. A WebSocket upgrade to ``/ws``
+or ``/ws/events`` and a ``GET`` of an SSE stream are admitted by the same code as the
+ASGI endpoints and then served by :mod:`tidings.dataplane.ws_stream` and
+:mod:`tidings.dataplane.sse_stream`. Anything else is handed, with every byte read so
+far, to uvicorn's own HTTP protocol, which serves it (and the rest of that keep-alive
+connection) through the ASGI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, cast
+
+import httptools
+import orjson
+from uvicorn.config import Config
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from tidings.api.errors import error_body, error_headers
+from tidings.core.websocket import HandshakeError, accept_response, handshake_key
+from tidings.core.wire import FramedWebSocketWire
+from tidings.dataplane.http import RequestHead, cors_headers, render_head, render_response
+from tidings.dataplane.plane import DataPlane
+from tidings.dataplane.sse_stream import SSEStream
+from tidings.dataplane.websocket import WebSocketProtocol
+from tidings.dataplane.ws_stream import WebSocketStream
+from tidings.errors import TidingsError
+from tidings.logs import choose_request_id, request_id_var
+from tidings.transports.common import check_origin
+from tidings.transports.sse import HEADERS, open_stream, preamble
+from tidings.transports.websocket import open_websocket, refusal
+
+__all__ = ["FrontProtocol"]
+
+log = logging.getLogger("tidings.dataplane")
+
+_WS_PATHS = frozenset({"/ws", "/ws/events"})
+_SSE_PATH = "/api/v1/events"
+_SSE_CHANNEL_PATH = re.compile(r"/api/v1/channels/(.+)/events/stream")
+#: A request head larger than this is left to uvicorn (which refuses it).
+_MAX_HEAD = 64 * 1024
+
+
+class FrontProtocol(asyncio.Protocol):
+    """uvicorn's ``http`` protocol class under ``tidings serve``; see the module docstring.
+
+    Built by uvicorn with the arguments it gives every HTTP protocol, plus the data
+    plane (bound with :func:`functools.partial`).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        plane: DataPlane,
+    ) -> None:
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        # uvicorn waits for (and shuts down) the protocols in this set.
+        self._connections = cast("set[Any]", server_state.connections)
+        self.loop = _loop or asyncio.get_running_loop()
+        self.plane = plane
+        self.transport: asyncio.Transport | None = None
+        self._received: list[bytes] = []
+        self._size = 0
+        self._head = RequestHead()
+        self._header_name = b""
+        self._parser = httptools.HttpRequestParser(self)
+        self._decided = False
+        # How many received chunks the request head took (the rest follow it).
+        self._head_chunks = 0
+        self._task: asyncio.Task[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+        self._connections.add(self)
+        self._idle = self.loop.call_later(self.config.timeout_keep_alive, self.shutdown)
+
+    def data_received(self, data: bytes) -> None:
+        self._received.append(data)
+        self._size += len(data)
+        if self._decided:
+            return  # kept for whoever takes the connection
+        upgrade_at: int | None = None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            upgrade_at = int(exc.args[0]) if exc.args else len(data)
+        except httptools.HttpParserError:
+            self._hand_off()  # uvicorn answers 400
+            return
+        if self._decided:
+            self._head_chunks = len(self._received)
+            self._route(upgrade_at, len(data))
+        elif self._size > _MAX_HEAD:
+            self._hand_off()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown (and the keep-alive timeout): close if idle."""
+        if not self._decided and self.transport is not None:
+            self.transport.close()
+
+    # -- httptools callbacks ------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._head.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        head.method = self._parser.get_method().decode("ascii", "replace")
+        head.http_version = self._parser.get_http_version()
+        head.upgrade = bool(self._parser.should_upgrade())
+        head.split_url()
+        self._decided = True
+
+    # -- routing ------------------------------------------------------------------------
+
+    def _route(self, upgrade_at: int | None, last_size: int) -> None:
+        head = self._head
+        if log.isEnabledFor(logging.DEBUG):
+            # As websockets logs a handshake; the redaction filter scrubs credentials.
+            log.debug("> %s %s HTTP/%s", head.method, head.url.decode("latin-1"), head.http_version)
+            for name, value in head.headers:
+                log.debug("> %s: %s", name.decode("latin-1"), value.decode("latin-1"))
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if head.method == "GET" and head.http_version == "1.1":
+            if head.path in _WS_PATHS and _is_websocket(head):
+                leftover = b""
+                if upgrade_at is not None:
+                    leftover = self._received[-1][upgrade_at:] if upgrade_at < last_size else b""
+                self._task = self.loop.create_task(self._open_websocket(leftover))
+                return
+            channel: str | None = None
+            if head.path != _SSE_PATH:
+                match = _SSE_CHANNEL_PATH.fullmatch(head.path)
+                channel = match.group(1) if match else None
+            if (head.path == _SSE_PATH or channel is not None) and not head.upgrade:
+                params = {} if channel is None else {"channel": channel}
+                self._task = self.loop.create_task(self._open_sse(params))
+                return
+        self._hand_off()
+
+    def _hand_off(self) -> None:
+        """Give the connection to uvicorn's HTTP protocol, with every byte read so far."""
+        self._decided = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._connections.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
+        inner = HttpToolsProtocol(
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.app_state,
+            _loop=self.loop,
+        )
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        inner.data_received(b"".join(self._received))
+        self._received.clear()
+
+    async def _scope(self, kind: str, path_params: dict[str, str]) -> dict[str, Any]:
+        assert self.transport is not None
+        scope = self._head.scope(
+            kind,
+            _address(self.transport.get_extra_info("peername")),
+            _address(self.transport.get_extra_info("sockname")),
+            path_params,
+        )
+        if self.plane.proxy_headers:
+            # The same client address the ASGI app would see behind a trusted proxy.
+            proxy: Any = ProxyHeadersMiddleware(_noop, self.plane.trusted)
+            await proxy(scope, _noop, _noop)
+        return scope
+
+    # -- SSE ------------------------------------------------------------------------------
+
+    async def _open_sse(self, path_params: dict[str, str]) -> None:
+        transport = self.transport
+        assert transport is not None
+        hub = self.plane.hub
+        scope = await self._scope("http", path_params)
+        rid = choose_request_id(self._head.headers)
+        token = request_id_var.set(rid)
+        try:
+            extra = [
+                (b"x-request-id", rid.encode()),
+                *cors_headers(hub.settings, self._head.header(b"origin")),
+            ]
+            try:
+                stream = SSEStream(self.plane, transport)
+                connection, request = await open_stream(hub, scope, stream.on_ready)
+            except TidingsError as exc:
+                transport.write(
+                    render_response(exc.status, [*error_headers(exc), *extra], error_body(exc))
+                )
+                transport.close()
+                return
+            self._become(stream)
+            head = render_head(200, [*HEADERS, (b"transfer-encoding", b"chunked"), *extra])
+            body = preamble(connection)
+            transport.write(head + b"%x\r\n" % len(body) + body + b"\r\n")
+            stream.start(connection, request)
+        finally:
+            request_id_var.reset(token)
+
+    # -- WebSocket ---------------------------------------------------------------------
+
+    async def _open_websocket(self, leftover: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        hub = self.plane.hub
+        try:
+            key = handshake_key(self._head.headers)
+        except HandshakeError as exc:
+            body = orjson.dumps({"error": {"code": "bad_request", "message": exc.message}})
+            transport.write(render_response(400, [(b"content-type", b"application/json")], body))
+            transport.close()
+            return
+        scope = await self._scope("websocket", {})
+        try:
+            check_origin(hub, scope)
+        except TidingsError:
+            # Refused before the handshake, like the ASGI endpoint: the browser sees 403.
+            transport.write(render_response(403, [(b"content-type", b"text/plain")], b""))
+            transport.close()
+            return
+        socket = WebSocketProtocol(max_size=hub.settings.max_message_size)
+        stream = WebSocketStream(self.plane, socket)
+        socket.handler = stream
+        try:
+            connection, request = await open_websocket(
+                hub, scope, FramedWebSocketWire(), stream.on_ready
+            )
+        except TidingsError as exc:
+            text, code, reason = refusal(exc)
+            transport.write(accept_response(key))
+            self._become(socket)
+            socket.send_text(text)
+            socket.close(code, reason)
+            return
+        transport.write(accept_response(key))
+        self._become(socket)
+        stream.start(connection, request.channels, request.types)
+        # Bytes that came with the upgrade request or while it was being admitted.
+        leftover += b"".join(self._received[self._head_chunks :])
+        if leftover:
+            socket.data_received(leftover)
+
+    def _become(self, protocol: asyncio.Protocol) -> None:
+        """Hand the transport to the stream's protocol: it is no longer ours."""
+        assert self.transport is not None
+        self._connections.discard(self)
+        self._task = None
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+
+
+def _is_websocket(head: RequestHead) -> bool:
+    upgrade = head.header(b"upgrade")
+    return upgrade is not None and b"websocket" in upgrade.lower()
+
+
+def _address(value: Any) -> tuple[str, int] | None:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return (str(value[0]), int(value[1]))
+    return None
+
+
+async def _noop(*args: Any) -> None:
+    return None

@@ -1,0 +1,1 @@
+"""The Autobahn TestSuite cases, run by kosoku against the WebSocket data plane."""
