@@ -289,39 +289,113 @@ def listen(
 
 @app.command()
 def bench(
-    server: Annotated[str, typer.Option(help="tidings, handrolled, socketio; a,b compares.")] = (
-        "tidings"
-    ),
+    mode: Annotated[
+        str, typer.Option(help="fanout, publish, inprocess, connections or replay.")
+    ] = "fanout",
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="tidings, handrolled, socketio; a,b compares. "
+            "[fanout: tidings; publish: tidings,handrolled]"
+        ),
+    ] = None,
     transport: Annotated[str, typer.Option(help="ws, sse, or ws,sse.")] = "ws",
-    subscribers: Annotated[str, typer.Option(help="N, or several: 100,1000,5000.")] = "100",
-    events: Annotated[int, typer.Option(help="Events to publish.")] = 50,
+    subscribers: Annotated[
+        str | None,
+        typer.Option(help="N, or several: 100,1000,5000. [fanout: 100; connections: 10000]"),
+    ] = None,
+    events: Annotated[
+        int | None,
+        typer.Option(help="Events to publish. [fanout: 50; connections: 5; replay: 100]"),
+    ] = None,
     rate: Annotated[float, typer.Option(help="Events per second.")] = 20.0,
     size: Annotated[int, typer.Option(help="Payload padding, bytes.")] = 100,
     drain_timeout: Annotated[
         float, typer.Option(help="Give up after s without a delivery.")
     ] = 10.0,
+    duration: Annotated[
+        float, typer.Option(help="publish, inprocess: measured seconds per phase.")
+    ] = 5.0,
+    connections: Annotated[
+        int, typer.Option(help="publish: keep-alive connections of the load generator.")
+    ] = 16,
+    batch: Annotated[int, typer.Option(help="publish, inprocess: events per batch.")] = 1000,
+    repetitions: Annotated[int, typer.Option(help="replay: resumes timed per store.")] = 200,
+    connect_timeout: Annotated[
+        float, typer.Option(help="connections: seconds allowed for all handshakes.")
+    ] = 120.0,
     json_output: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
     plot: Annotated[str | None, typer.Option(help="Write a PNG chart (needs matplotlib).")] = None,
 ) -> None:
-    """Measure fan-out (CPU per delivery, memory, latency) against baselines; see
-    docs/performance.md."""
+    """Measure fan-out (CPU per delivery, memory, latency) against baselines, or publish
+    throughput, connection capacity or resume time (--mode); see docs/performance.md."""
     from tidings.bench import BenchConfig, parse_list, run_bench
+    from tidings.bench.modes import MODES
 
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode is one of {', '.join(MODES)}")
     try:
-        counts = [int(n) for n in parse_list(subscribers)]
+        counts = [int(n) for n in parse_list(subscribers or "100")]
     except ValueError:
         raise typer.BadParameter("--subscribers takes integers like 100,1000") from None
-    config = BenchConfig(events=events, rate=rate, size=size, drain_timeout=drain_timeout)
-    status = run_bench(
-        parse_list(server),
-        parse_list(transport),
-        counts,
-        config,
-        json_output=json_output,
-        plot=plot,
-    )
+    if mode == "fanout":
+        config = BenchConfig(
+            events=50 if events is None else events,
+            rate=rate,
+            size=size,
+            drain_timeout=drain_timeout,
+        )
+        status = run_bench(
+            parse_list(server or "tidings"),
+            parse_list(transport),
+            counts,
+            config,
+            json_output=json_output,
+            plot=plot,
+        )
+    else:
+        status = _bench_mode(
+            mode,
+            server=server,
+            subscribers=counts[0] if subscribers else 10_000,
+            events=events,
+            size=size,
+            drain_timeout=drain_timeout,
+            duration=duration,
+            connections=connections,
+            batch=batch,
+            repetitions=repetitions,
+            connect_timeout=connect_timeout,
+            json_output=json_output,
+        )
     if status:
         raise typer.Exit(status)
+
+
+def _bench_mode(mode: str, *, server: str | None, events: int | None, **values: Any) -> int:
+    """Run a ``--mode`` other than fanout with the options it takes."""
+    from tidings.bench import parse_list
+    from tidings.bench.common import ModeOptions
+    from tidings.bench.modes import run_mode
+    from tidings.bench.targets import TARGETS
+
+    servers = tuple(parse_list(server or "tidings,handrolled"))
+    if any(name not in TARGETS for name in servers):
+        raise typer.BadParameter(f"--server takes {', '.join(TARGETS)}")
+    json_output = values.pop("json_output")
+    for name in ("duration", "drain_timeout", "connect_timeout"):
+        if values[name] <= 0:
+            raise typer.BadParameter(f"--{name.replace('_', '-')} must be positive")
+    for name in ("subscribers", "connections", "batch", "repetitions"):
+        if values[name] < 1:
+            raise typer.BadParameter(f"--{name} must be at least 1")
+    if events is not None and events < 1:
+        raise typer.BadParameter("--events must be at least 1")
+    default_events = {"connections": 5, "replay": 100}.get(mode, 5)
+    options = ModeOptions(
+        servers=servers, events=default_events if events is None else events, **values
+    )
+    return run_mode(mode, options, json_output=json_output)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -12,9 +12,22 @@ import resource
 import time
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "pin", "raise_open_files", "rss_bytes", "stat_cpu_seconds"]
+__all__ = [
+    "USABLE_CORES",
+    "cpu_seconds",
+    "pin",
+    "raise_open_files",
+    "rss_bytes",
+    "stat_cpu_seconds",
+]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+#: The cores this process could run on when it started, before :func:`pin` narrowed
+#: them: pinning itself must not stop it from pinning a server to another core.
+USABLE_CORES: tuple[int, ...] = (
+    tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
+)
 
 
 def stat_cpu_seconds(pid: int) -> float:
@@ -51,7 +64,7 @@ def rss_bytes(pid: int) -> int:
 
 def pin(pid: int, core: int) -> bool:
     """Pin every thread of a process (0 = this one) to one core, when there are ≥ 2."""
-    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+    if not hasattr(os, "sched_setaffinity") or len(USABLE_CORES) < 2:
         return False
     tasks = Path(f"/proc/{pid or os.getpid()}/task")
     tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]

@@ -97,7 +97,7 @@ def machine() -> dict[str, Any]:
                 break
     return {
         "nproc": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
+        "usable_cores": len(procstat.USABLE_CORES),
         "cpu_model": model,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -112,7 +112,7 @@ def _free_port() -> int:
 
 def cores() -> tuple[int, int] | None:
     """(server core, load-generator core) when there are at least two usable cores."""
-    usable = sorted(os.sched_getaffinity(0))
+    usable = procstat.USABLE_CORES  # not this process's affinity: it may be pinned already
     return (usable[0], usable[1]) if len(usable) >= 2 else None
 
 

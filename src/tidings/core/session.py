@@ -182,6 +182,8 @@ class Session:
     ) -> None:
         self.wire = wire
         self.state = State.CONNECTING
+        #: CONNECTING or OPEN: frames may still be queued (a plain attribute, for speed).
+        self.alive = True
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox = Outbox(max_frames, max_bytes)
         self.slow_consumer: SlowConsumerPolicy = slow_consumer
@@ -201,14 +203,11 @@ class Session:
         if new not in TRANSITIONS[self.state]:
             raise IllegalTransition(f"session cannot go from {self.state.value} to {new.value}")
         self.state = new
+        self.alive = new is State.CONNECTING or new is State.OPEN
 
     def open(self) -> None:
         """The transport accepted the connection."""
         self._move(State.OPEN)
-
-    @property
-    def alive(self) -> bool:
-        return self.state in (State.CONNECTING, State.OPEN)
 
     def close(self, reason: str) -> None:
         """Ask for the connection to end with ``reason``.
@@ -325,8 +324,23 @@ class Session:
 
     def deliver(self, encoded: EncodedEvent) -> None:
         """Hand the session one live event of a channel it may follow."""
-        subscription = self.subscriptions.get(encoded.event.channel)
+        event = encoded.event
+        subscription = self.subscriptions.get(event.channel)
         if subscription is None or self.state is not State.OPEN:
+            return
+        # The common case, kept short: a settled subscription and the very next event.
+        current = subscription.position
+        position = event.position
+        if (
+            not subscription.recovering
+            and current is not None
+            and position.offset == current.offset + 1
+            and position.epoch == current.epoch
+        ):
+            subscription.position = position
+            if subscription.types is None or event.type in subscription.types:
+                self.delivered += 1
+                self._push(self.wire.event(encoded, self), subscription.channel)
             return
         if subscription.recovering:
             buffer = subscription.buffer
@@ -370,6 +384,14 @@ class Session:
             # replay that hit the bound, an SSE cursor) would skip the discarded events.
             return
         outbox = self.outbox
+        items = outbox._items
+        if len(items) < outbox.max_frames and outbox.nbytes + len(frame) <= outbox.max_bytes:
+            # Fits (the common case), inlined.
+            items.append((frame, channel))
+            outbox.nbytes += len(frame)
+            if len(items) == 1:
+                self._on_ready()
+            return
         if not outbox.fits(frame):
             if channel is None:
                 # Control frames answer the client (pong, error, reset): let them exceed
