@@ -69,7 +69,14 @@ async def serving(server: uvicorn.Server) -> AsyncIterator[int]:
 
 @contextlib.asynccontextmanager
 async def running_hub(hub: Hub | None = None, **settings: Any) -> AsyncIterator[RunningHub]:
-    """Serve a hub on a free port of 127.0.0.1 until the block ends."""
+    """Serve a hub on a free port of 127.0.0.1 until the block ends.
+
+    Streams are served by the native data plane, as under ``tidings serve``, unless
+    ``TIDINGS_DATA_PLANE=asgi`` asks for the ASGI endpoints (``scripts/test`` runs the
+    stream suites both ways).
+    """
+    if "data_plane" not in settings and os.environ.get("TIDINGS_DATA_PLANE"):
+        settings["data_plane"] = os.environ["TIDINGS_DATA_PLANE"]
     hub = hub or Hub(Settings(**settings))
     # The port is only known once bound; uvicorn's config port is not used with sockets=.
     server = HubServer(build_config(hub, hub.settings, log_level="warning"), hub)
