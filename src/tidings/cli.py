@@ -296,17 +296,17 @@ def bench(
         str | None,
         typer.Option(
             help="tidings, handrolled, socketio; a,b compares. "
-            "[fanout: tidings; publish: tidings,handrolled]"
+            "(fanout: tidings; publish: tidings,handrolled)"
         ),
     ] = None,
     transport: Annotated[str, typer.Option(help="ws, sse, or ws,sse.")] = "ws",
     subscribers: Annotated[
         str | None,
-        typer.Option(help="N, or several: 100,1000,5000. [fanout: 100; connections: 10000]"),
+        typer.Option(help="N, or several: 100,1000,5000 (fanout: 100; connections: 10000)."),
     ] = None,
     events: Annotated[
         int | None,
-        typer.Option(help="Events to publish. [fanout: 50; connections: 5; replay: 100]"),
+        typer.Option(help="Events to publish (fanout: 50; connections: 5; replay: 100)."),
     ] = None,
     rate: Annotated[float, typer.Option(help="Events per second.")] = 20.0,
     size: Annotated[int, typer.Option(help="Payload padding, bytes.")] = 100,
@@ -354,6 +354,8 @@ def bench(
             plot=plot,
         )
     else:
+        if len(counts) != 1:
+            raise typer.BadParameter("--mode connections takes one --subscribers N")
         status = _bench_mode(
             mode,
             server=server,

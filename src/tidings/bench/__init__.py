@@ -4,6 +4,9 @@ Starts each server under test as a subprocess on 127.0.0.1 pinned to one core, r
 load generator on another, and measures what the issue's targets are stated in: server
 CPU time per delivery, resident memory per idle connection, publish→receive latency,
 publish latency. Linux only (it reads ``/proc``). Never used by the hub at run time.
+
+This module runs the fan-out mode; the others (``--mode publish``, ``inprocess``,
+``connections``, ``replay``) are run by :func:`tidings.bench.modes.run_mode`.
 """
 
 from __future__ import annotations
