@@ -52,7 +52,7 @@ class FanOut:
     """The local channel registry and ordered delivery to its connections."""
 
     #: Connections served per turn of the event loop.
-    slice_size = 256
+    slice_size = 64
 
     def __init__(
         self,
