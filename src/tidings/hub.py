@@ -17,8 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -26,9 +25,10 @@ from tidings.auth.authenticator import Authenticator
 from tidings.auth.revocation import Revocations
 from tidings.backends import broker_from_url, presence_from_url, store_from_url
 from tidings.backends.base import Broker, NewEvent, Presence, Store, StoreLimits
+from tidings.backends.memory import MemoryBroker, MemoryStore
 from tidings.connection import Connection, Transport
 from tidings.core.channels import personal_channel, validate_channel, validate_type
-from tidings.core.events import Event, format_timestamp
+from tidings.core.events import Event, now_timestamp
 from tidings.core.history import HistoryPage
 from tidings.core.session import Wire
 from tidings.errors import (
@@ -61,9 +61,11 @@ ConnectionCallback = Callable[[Connection], Awaitable[None] | None]
 REVOCATION_TTL = 24 * 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class Publication:
-    """One event to publish, as the HTTP API and the embedding API take it."""
+class Publication(NamedTuple):
+    """One event to publish, as the HTTP API and the embedding API take it.
+
+    A named tuple: immutable, and cheap to make once per published event.
+    """
 
     channel: str
     type: str = "message"
@@ -111,6 +113,9 @@ class Hub:
         if bind is not None:
             bind(self.store)
         self.counters = _Counters()
+        # The memory store and broker themselves (not a subclass, which may await): a
+        # publish is then plain function calls (see publish_many).
+        self._in_memory = type(self.store) is MemoryStore and type(self.broker) is MemoryBroker
         self.connections: dict[str, Connection] = {}
         # client id -> its connections on this node: limits and targeting without a scan.
         self._by_client: dict[str, set[Connection]] = {}
@@ -230,9 +235,7 @@ class Hub:
         key = publication.idempotency_key
         if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
             raise InvalidEvent("idempotency_key must be 1-200 characters")
-        return NewEvent(
-            channel, event_type, publication.data, format_timestamp(datetime.now(UTC)), key
-        )
+        return NewEvent(channel, event_type, publication.data, now_timestamp(), key)
 
     async def publish(
         self,
@@ -256,9 +259,22 @@ class Hub:
         if not self._started:
             raise Unavailable("the hub is not started")
         new = [self._validate(p) for p in publications]
+        if self._in_memory:
+            # Nothing here can wait, so nothing can be cancelled halfway: no task needed.
+            return self._store_and_broadcast_now(new)
         # Once the store has an event it must reach the broker too: a caller that goes
         # away (client disconnect, timeout) must not cancel the step in between.
         return await asyncio.shield(self._store_and_broadcast(new))
+
+    def _store_and_broadcast_now(self, new: list[NewEvent]) -> list[Event]:
+        assert isinstance(self.store, MemoryStore) and isinstance(self.broker, MemoryBroker)
+        with _unavailable("store append", "the store cannot be reached; nothing was published"):
+            stored = self.store.append_now(new)
+        fresh = [event for event, created in stored if created]
+        if fresh:
+            self.broker.publish_now(fresh)
+            self.counters.published += len(fresh)
+        return [event for event, _ in stored]
 
     async def _store_and_broadcast(self, new: list[NewEvent]) -> list[Event]:
         with _unavailable("store append", "the store cannot be reached; nothing was published"):

@@ -147,7 +147,12 @@ async def test_publish_while_the_store_is_down_is_a_503_not_a_loss(served: Runni
     async def broken(events: object) -> object:
         raise ConnectionError("down")
 
+    def broken_now(events: object) -> object:
+        raise ConnectionError("down")
+
+    # Both ways in: a memory store and broker are called without awaiting.
     served.hub.store.append = broken  # type: ignore[method-assign, assignment]
+    served.hub.store.append_now = broken_now  # type: ignore[attr-defined]
     async with httpx.AsyncClient(base_url=served.url) as http:
         response = await http.post("/api/v1/publish", json={"channel": "c", "data": 1})
         assert response.status_code == 503

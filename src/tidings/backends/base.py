@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from tidings.core.events import Event
 from tidings.core.history import HistoryPage
@@ -26,9 +26,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event as published, before the store gives it a position."""
+class NewEvent(NamedTuple):
+    """An event as published, before the store gives it a position (a named tuple:
+    immutable, and cheap to make once per published event)."""
 
     channel: str
     type: str

@@ -12,6 +12,7 @@ event once per wire format, never once per subscriber.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,21 @@ __all__ = [
 def format_timestamp(when: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z``: ``2026-11-23T12:00:00.123Z``."""
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+_second_cache: list[Any] = [-1, ""]
+
+
+def now_timestamp() -> str:
+    """:func:`format_timestamp` of the current time, cheaply: the part up to the second
+    is formatted once per second (publishing stamps every event)."""
+    now = time.time()
+    second = int(now)
+    cache = _second_cache
+    if cache[0] != second:
+        cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
+        cache[0] = second
+    return f"{cache[1]}{int((now - second) * 1000):03d}Z"
 
 
 def new_epoch() -> str:
