@@ -18,6 +18,7 @@ from tidings import __version__
 from tidings.api.docs import STREAM_PATHS
 from tidings.api.errors import install_error_handlers
 from tidings.api.models import BatchPublishRequest, EventOut, PublishRequest
+from tidings.api.publish import PublishEndpoint
 from tidings.api.routes import build_router
 from tidings.api.static import mount_static
 from tidings.logs import choose_request_id, install_redaction, request_id_var
@@ -118,6 +119,10 @@ def build_app(hub: Hub) -> ASGIApp:
     ws = WebSocketEndpoint(hub)
     app.router.routes.extend(
         [
+            # Ahead of the documented FastAPI route, which it serves (see api/publish.py).
+            Route(
+                "/api/v1/publish", PublishEndpoint(hub), methods=["POST"], include_in_schema=False
+            ),
             Route("/api/v1/events", sse, methods=["GET"], include_in_schema=False),
             Route(
                 "/api/v1/channels/{channel:path}/events/stream",

@@ -1,0 +1,131 @@
+"""``POST /api/v1/publish``: the one API endpoint on the hot path, kept off FastAPI's.
+
+The FastAPI route documents the endpoint; requests are served by :class:`PublishEndpoint`,
+a raw ASGI app routed ahead of it, which reads and answers the body itself instead of
+going through dependency solving and response classes. Both run :func:`publish_json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
+
+from tidings.api.models import BatchPublishRequest, PublishRequest
+from tidings.auth.authenticator import credential_from
+from tidings.auth.policy import authorize_publish
+from tidings.errors import BadRequest, InvalidJSON, TooLarge, UnsupportedMediaType
+from tidings.hub import Hub, Publication
+from tidings.identity import Identity
+
+__all__ = ["PublishEndpoint", "publish_json", "read_json", "validation_error"]
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def read_json(scope: Scope, receive: Receive, limit: int) -> Any:
+    """The request's JSON body, refusing wrong content types and bodies over ``limit``."""
+    headers = scope.get("headers", ())
+    media = (_header(headers, b"content-type") or "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(
+            "send the body as JSON with Content-Type: application/json "
+            f"(got {media[:60] or 'none'!r})"
+        )
+    declared = _header(headers, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body is over the limit of {limit} bytes", code="body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away: what came is all there is
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body is over the limit of {limit} bytes", code="body_too_large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    try:
+        return orjson.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"the body is not valid JSON: {exc.msg} at {exc.pos}") from None
+
+
+def validation_error(exc: ValidationError) -> BadRequest:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    return BadRequest(f"{where}: {first['msg']}", code="invalid_request")
+
+
+async def publish_json(hub: Hub, identity: Identity, body: Any, rate_key: str) -> Any:
+    """Publish what a request body asks for; the response body (its status is 201)."""
+    settings = hub.settings
+    if isinstance(body, dict) and "events" in body:
+        events = body.get("events")
+        if isinstance(events, list) and len(events) > settings.max_batch_size:
+            raise TooLarge(
+                f"a batch holds at most {settings.max_batch_size} events (got {len(events)})",
+                code="batch_too_large",
+            )
+        try:
+            batch = BatchPublishRequest.model_validate(body)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        authorize_publish(
+            identity,
+            {e.channel for e in batch.events},
+            limiter=hub.publish_limiter,
+            rate_key=rate_key,
+        )
+        stored = await hub.publish_many(
+            [Publication(e.channel, e.type, e.data, e.idempotency_key) for e in batch.events]
+        )
+        return {"events": [event.to_dict() for event in stored]}
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object", code="invalid_request")
+    try:
+        one = PublishRequest.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    authorize_publish(identity, [one.channel], limiter=hub.publish_limiter, rate_key=rate_key)
+    event = await hub.publish(one.channel, one.type, one.data, idempotency_key=one.idempotency_key)
+    return event.to_dict()
+
+
+class PublishEndpoint:
+    """``POST /api/v1/publish`` as a raw ASGI app; errors are raised to the app's
+    handlers, which answer them with the JSON bodies of SPEC §3."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+        identity = hub.authenticator.authenticate(
+            credential_from(scope.get("query_string", b""), scope.get("headers", ()))
+        )
+        body = await read_json(scope, receive, hub.settings.max_body_size)
+        client = scope.get("client")
+        answer = await publish_json(hub, identity, body, client[0] if client else "unknown")
+        content = orjson.dumps(answer)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(content))],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
