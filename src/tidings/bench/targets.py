@@ -36,7 +36,7 @@ class Target:
 
     def command(self, port: int, subscribers: int) -> list[str]:
         args = [sys.executable, "-m", *self.module, "--port", str(port), *self.extra_args]
-        if self.name == "tidings":
+        if self.name.startswith("tidings"):
             limit = str(max(10_000, subscribers * 2))
             args += ["--max-connections", limit, "--connection-rate", "1000000000"]
         return args
@@ -48,6 +48,16 @@ TARGETS: dict[str, Target] = {
         module=("tidings", "serve"),
         extra_args=("--log-level", "warning"),
         env={"TIDINGS_PUBLISH_RATE": "1000000000"},
+        paths={"ws": f"/ws?channel={CHANNEL}", "sse": f"/api/v1/events?channel={CHANNEL}"},
+        ready_marker={"ws": b'"subscribed"', "sse": b"id:"},
+    ),
+    # The same hub with its streams served through the ASGI endpoints (what an embedded
+    # hub does), to show what the native data plane of `tidings serve` changes.
+    "tidings-asgi": Target(
+        name="tidings-asgi",
+        module=("tidings", "serve"),
+        extra_args=("--log-level", "warning"),
+        env={"TIDINGS_PUBLISH_RATE": "1000000000", "TIDINGS_DATA_PLANE": "asgi"},
         paths={"ws": f"/ws?channel={CHANNEL}", "sse": f"/api/v1/events?channel={CHANNEL}"},
         ready_marker={"ws": b'"subscribed"', "sse": b"id:"},
     ),
