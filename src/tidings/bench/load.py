@@ -17,17 +17,26 @@ from typing import Any
 from tidings.bench.sse import ChunkedDecoder, FrameSplitter, parse_head
 from tidings.bench.targets import Target
 
-__all__ = ["Tally", "find_stamp", "subscribe"]
+__all__ = ["Tally", "find_stamp", "number_after", "subscribe"]
 
 _STAMP = b'"t":'
 
 
 def find_stamp(message: bytes) -> int | None:
     """The ``"t"`` send stamp in an event message, or ``None`` when it carries none."""
-    at = message.rfind(_STAMP)
+    return number_after(message, _STAMP)
+
+
+def number_after(message: bytes, key: bytes) -> int | None:
+    """The non-negative integer right after the last ``key`` in ``message``, if any.
+
+    Events are found in the raw bytes, without decoding them: thousands of subscribers
+    share one core, and the load generator must stay cheaper than the server.
+    """
+    at = message.rfind(key)
     if at < 0:
         return None
-    start = at + len(_STAMP)
+    start = at + len(key)
     while message[start : start + 1] == b" ":
         start += 1
     end = start

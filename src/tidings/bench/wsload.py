@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import cast
 
+from tidings.bench.load import number_after
 from tidings.bench.wsclient import (
     CLOSE,
     PING,
@@ -61,24 +62,6 @@ class Census:
     def error(self, text: str) -> None:
         if len(self.errors) < 5 and text not in self.errors:
             self.errors.append(text)
-
-
-def _number_after(message: bytes, key: bytes) -> int | None:
-    """The non-negative integer right after the last ``key`` in ``message``, if any.
-
-    Events are found in the raw bytes, without decoding them: thousands of subscribers
-    share one core, and the load generator must stay cheaper than the server.
-    """
-    at = message.rfind(key)
-    if at < 0:
-        return None
-    start = at + len(key)
-    while message[start : start + 1] == b" ":
-        start += 1
-    end = start
-    while message[end : end + 1].isdigit():
-        end += 1
-    return int(message[start:end]) if end > start else None
 
 
 class Subscriber(asyncio.Protocol):
@@ -147,13 +130,13 @@ class Subscriber(asyncio.Protocol):
 
     def _text(self, payload: bytes) -> None:
         if payload.startswith(b'{"type":"event"'):
-            probe = _number_after(payload, b'"probe":')
+            probe = number_after(payload, b'"probe":')
             if probe is not None:
                 now = time.time_ns()
                 census = self.census
                 census.received[probe] = census.received.get(probe, 0) + 1
                 census.last_receive_ns[probe] = now
-                sent = _number_after(payload, b'"t":')
+                sent = number_after(payload, b'"t":')
                 if sent is not None:
                     census.latencies_ns.append(now - sent)
         elif payload.startswith(b'{"type":"ping"'):
