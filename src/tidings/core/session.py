@@ -324,23 +324,8 @@ class Session:
 
     def deliver(self, encoded: EncodedEvent) -> None:
         """Hand the session one live event of a channel it may follow."""
-        event = encoded.event
-        subscription = self.subscriptions.get(event.channel)
+        subscription = self.subscriptions.get(encoded.event.channel)
         if subscription is None or self.state is not State.OPEN:
-            return
-        # The common case, kept short: a settled subscription and the very next event.
-        current = subscription.position
-        position = event.position
-        if (
-            not subscription.recovering
-            and current is not None
-            and position.offset == current.offset + 1
-            and position.epoch == current.epoch
-        ):
-            subscription.position = position
-            if subscription.types is None or event.type in subscription.types:
-                self.delivered += 1
-                self._push(self.wire.event(encoded, self), subscription.channel)
             return
         if subscription.recovering:
             buffer = subscription.buffer
@@ -384,14 +369,6 @@ class Session:
             # replay that hit the bound, an SSE cursor) would skip the discarded events.
             return
         outbox = self.outbox
-        items = outbox._items
-        if len(items) < outbox.max_frames and outbox.nbytes + len(frame) <= outbox.max_bytes:
-            # Fits (the common case), inlined.
-            items.append((frame, channel))
-            outbox.nbytes += len(frame)
-            if len(items) == 1:
-                self._on_ready()
-            return
         if not outbox.fits(frame):
             if channel is None:
                 # Control frames answer the client (pong, error, reset): let them exceed
@@ -405,9 +382,8 @@ class Session:
                 return
             else:
                 self._drop_for(frame)
-        was_empty = len(outbox) == 0
         outbox.push(frame, channel)
-        if was_empty:
+        if len(outbox) == 1:
             self._on_ready()
 
     def _drop_for(self, frame: Frame) -> None:
