@@ -175,11 +175,6 @@ class FanOut:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._run_jobs)
 
-    @property
-    def pending(self) -> int:
-        """Deliveries queued behind the current slice."""
-        return sum((len(job.targets) - job.next) * len(job.events) for job in self._jobs)
-
     def resync(self) -> None:
         """The broker reconnected: fill every followed channel from the store now."""
         for channel in self.sequencer.channels():

@@ -105,7 +105,7 @@ class FrontProtocol(asyncio.Protocol):
             return
         if self._decided:
             self._head_chunks = len(self._received)
-            self._route(upgrade_at, len(data))
+            self._route(upgrade_at)
         elif self._size > _MAX_HEAD:
             self._hand_off()
 
@@ -139,7 +139,7 @@ class FrontProtocol(asyncio.Protocol):
 
     # -- routing ------------------------------------------------------------------------
 
-    def _route(self, upgrade_at: int | None, last_size: int) -> None:
+    def _route(self, upgrade_at: int | None) -> None:
         head = self._head
         if log.isEnabledFor(logging.DEBUG):
             # As websockets logs a handshake; the redaction filter scrubs credentials.
@@ -151,9 +151,8 @@ class FrontProtocol(asyncio.Protocol):
             self._idle = None
         if head.method == "GET" and head.http_version == "1.1":
             if head.path in _WS_PATHS and _is_websocket(head):
-                leftover = b""
-                if upgrade_at is not None:
-                    leftover = self._received[-1][upgrade_at:] if upgrade_at < last_size else b""
+                # What followed the head in the chunk that ended it.
+                leftover = b"" if upgrade_at is None else self._received[-1][upgrade_at:]
                 self._task = self.loop.create_task(self._open_websocket(leftover))
                 return
             channel: str | None = None

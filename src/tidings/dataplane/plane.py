@@ -45,9 +45,6 @@ class DataPlane:
     def discard(self, stream: Ticking) -> None:
         self._streams.discard(stream)
 
-    def __len__(self) -> int:
-        return len(self._streams)
-
     def _tick(self) -> None:
         self._timer = None
         now = time.monotonic()
