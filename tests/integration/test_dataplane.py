@@ -246,11 +246,21 @@ async def test_a_stream_closed_while_it_subscribes_leaves_nothing_behind(
 ) -> None:
     # The client goes away before its subscriptions settle: no connection, no
     # subscriber and no task may remain.
+    ended = 0
+    all_ended = asyncio.Event()
+
+    def count(connection: object) -> None:
+        nonlocal ended
+        ended += 1
+        if ended == 20:
+            all_ended.set()
+
+    served.hub.on_disconnect(count)
     for _ in range(20):
         client = await RawClient.open(served.port)
         client.writer.write(_upgrade("/ws?channel=a&channel=b&channel=c"))
         await client.head()
         client.writer.transport.abort()
-    async with asyncio.timeout(5):
-        while served.hub.connections or served.hub.subscriptions_count():
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(all_ended.wait(), 5)
+    assert not served.hub.connections
+    assert served.hub.subscriptions_count() == 0
