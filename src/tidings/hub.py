@@ -25,7 +25,6 @@ from tidings.auth.authenticator import Authenticator
 from tidings.auth.revocation import Revocations
 from tidings.backends import broker_from_url, presence_from_url, store_from_url
 from tidings.backends.base import Broker, NewEvent, Presence, Store, StoreLimits
-from tidings.backends.memory import MemoryBroker, MemoryStore
 from tidings.connection import Connection, Transport
 from tidings.core.channels import personal_channel, validate_channel, validate_type
 from tidings.core.events import Event, now_timestamp
@@ -105,17 +104,17 @@ class Hub:
         limits = StoreLimits(
             history_size=self.settings.history_size, history_ttl=self.settings.history_ttl
         )
-        self.store: Store = store or store_from_url(self.settings.store, limits)
-        self.broker: Broker = broker or broker_from_url(self.settings.broker)
-        # A broker that can publish from inside the store's append (Redis with a Redis
-        # store) orders each channel's events across nodes at the source.
-        bind = getattr(self.broker, "bind_store", None)
-        if bind is not None:
-            bind(self.store)
+        if broker is not None:
+            if store is not None and broker.store is not store:
+                raise ValueError("the broker given appends to another store than the one given")
+            self.broker: Broker = broker
+        else:
+            self.broker = broker_from_url(
+                self.settings.broker, store or store_from_url(self.settings.store, limits)
+            )
+        #: Where history is read; the broker appends to it.
+        self.store: Store = self.broker.store
         self.counters = _Counters()
-        # The memory store and broker themselves (not a subclass, which may await): a
-        # publish is then plain function calls (see publish_many).
-        self._in_memory = type(self.store) is MemoryStore and type(self.broker) is MemoryBroker
         self.connections: dict[str, Connection] = {}
         # client id -> its connections on this node: limits and targeting without a scan.
         self._by_client: dict[str, set[Connection]] = {}
@@ -259,43 +258,8 @@ class Hub:
         if not self._started:
             raise Unavailable("the hub is not started")
         new = [self._validate(p) for p in publications]
-        if self._in_memory:
-            # Nothing here can wait, so nothing can be cancelled halfway: no task needed.
-            return self._store_and_broadcast_now(new)
-        # Once the store has an event it must reach the broker too: a caller that goes
-        # away (client disconnect, timeout) must not cancel the step in between.
-        return await asyncio.shield(self._store_and_broadcast(new))
-
-    def _store_and_broadcast_now(self, new: list[NewEvent]) -> list[Event]:
-        assert isinstance(self.store, MemoryStore) and isinstance(self.broker, MemoryBroker)
-        with _unavailable("store append", "the store cannot be reached; nothing was published"):
-            stored = self.store.append_now(new)
-        fresh = [event for event, created in stored if created]
-        if fresh:
-            self.broker.publish_now(fresh)
-            self.counters.published += len(fresh)
-        return [event for event, _ in stored]
-
-    async def _store_and_broadcast(self, new: list[NewEvent]) -> list[Event]:
-        with _unavailable("store append", "the store cannot be reached; nothing was published"):
-            stored = await self.store.append(new)
-        fresh = [event for event, created in stored if created]
-        if fresh:
-            try:
-                await self.broker.publish(fresh)
-            except Exception as exc:
-                # Stored but not broadcast. This node's subscribers get it now (SPEC §7:
-                # local delivery continues); other nodes fill the gap from the store when
-                # the broker is back. The publisher is told, so it can retry with its
-                # idempotency key.
-                log.warning("broker publish failed: %s", type(exc).__name__)
-                for event in fresh:
-                    self.fanout.on_event(event)
-                raise Unavailable(
-                    "the broker cannot be reached; the event is stored and will reach "
-                    "other nodes when it recovers"
-                ) from None
-            self.counters.published += len(fresh)
+        stored = await self.broker.publish(new)
+        self.counters.published += sum(created for _, created in stored)
         return [event for event, _ in stored]
 
     def publish_nowait(

@@ -10,10 +10,13 @@ suite by adding one entry here:
   says whether two stores one factory makes are nodes over the same storage (one SQLite
   file, one Redis database); a factory must isolate its storage from other tests (a file
   under ``tmp_path``, a random key prefix).
-* a **broker factory** class is built once per test as ``Factory()``; calling it returns
-  a new, not yet started broker. ``clustered`` says whether the brokers one factory makes
-  are nodes of one cluster. A memory broker is a cluster of one node: two of them never
-  see each other's messages, so the cross-node cases skip for it.
+* a **broker factory** class is built once per test as ``Factory(tmp_path)``; calling it
+  returns a new, not yet started broker over a store of its own kind (a broker owns
+  "append, then publish"). ``clustered`` says whether the brokers one factory makes are
+  nodes of one cluster, over one shared store. A memory broker is a cluster of one node:
+  two of them never see each other's messages, so the cross-node cases skip for it.
+  Brokers run over each store they are used with: memory over memory and over SQLite,
+  Redis over Redis (the store publishes atomically) and over SQLite.
 * a **presence factory** class is built once per test as ``Factory()``; calling it
   returns presence as one more node sees it. ``shared`` says whether those nodes share
   their entries (one Redis database); a memory presence is a node's own.
@@ -55,7 +58,7 @@ class StoreFactory(Protocol):
 class BrokerFactory(Protocol):
     clustered: ClassVar[bool]
 
-    def __init__(self) -> None: ...
+    def __init__(self, tmp_path: Path) -> None: ...
 
     async def __call__(self) -> Broker: ...
 
@@ -83,8 +86,11 @@ class MemoryStores:
 class MemoryBrokers:
     clustered: ClassVar[bool] = False
 
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+
     async def __call__(self) -> Broker:
-        return MemoryBroker()
+        return MemoryBroker(MemoryStore())
 
     async def unreachable(self) -> Broker | None:
         return None
@@ -178,18 +184,57 @@ class RedisStores(_RedisPrefix):
         return RedisStore(redis_support.closed_port_url())
 
 
+class MemoryBrokersOverSQLite(MemoryBrokers):
+    """A memory broker over a SQLite store: one node whose appends await."""
+
+    async def __call__(self) -> Broker:
+        from tidings.backends.sqlite import SQLiteStore
+
+        return MemoryBroker(SQLiteStore(self.tmp_path / "broker.db", StoreLimits()))
+
+
 class RedisBrokers(_RedisPrefix):
     clustered: ClassVar[bool] = True
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
+        self.tmp_path = tmp_path
+
+    def _store(self) -> Store:
+        from tidings.backends.redis_store import RedisStore
+
+        return RedisStore(self.url, StoreLimits())
 
     async def __call__(self) -> Broker:
         from tidings.backends.redis_broker import RedisBroker
 
-        return RedisBroker(self.url)
+        return RedisBroker(self.url, self._store())
 
     async def unreachable(self) -> Broker | None:
         from tidings.backends.redis_broker import RedisBroker
 
-        return RedisBroker(redis_support.closed_port_url())
+        url = redis_support.closed_port_url()
+        return RedisBroker(url, _unreachable_redis_store(url))
+
+
+class RedisBrokersOverSQLite(RedisBrokers):
+    """Redis pub/sub over a SQLite store the nodes share: published after stored."""
+
+    def _store(self) -> Store:
+        from tidings.backends.sqlite import SQLiteStore
+
+        return SQLiteStore(self.tmp_path / "shared.db", StoreLimits())
+
+    async def unreachable(self) -> Broker | None:
+        from tidings.backends.redis_broker import RedisBroker
+
+        return RedisBroker(redis_support.closed_port_url(), self._store())
+
+
+def _unreachable_redis_store(url: str) -> Store:
+    from tidings.backends.redis_store import RedisStore
+
+    return RedisStore(url, StoreLimits())
 
 
 class RedisPresences(_RedisPrefix):
@@ -213,7 +258,9 @@ STORE_BACKENDS = [
 ]
 BROKER_BACKENDS = [
     pytest.param(MemoryBrokers, id="memory"),
+    pytest.param(MemoryBrokersOverSQLite, id="memory+sqlite"),
     pytest.param(RedisBrokers, id="redis", marks=pytest.mark.redis),
+    pytest.param(RedisBrokersOverSQLite, id="redis+sqlite", marks=pytest.mark.redis),
 ]
 PRESENCE_BACKENDS = [
     pytest.param(MemoryPresences, id="memory"),
@@ -256,8 +303,10 @@ async def store(make_store: MakeStore) -> Store:
 
 
 @pytest.fixture(params=BROKER_BACKENDS)
-async def broker_factory(request: pytest.FixtureRequest) -> AsyncIterator[BrokerFactory]:
-    factory: BrokerFactory = request.param()
+async def broker_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[BrokerFactory]:
+    factory: BrokerFactory = request.param(tmp_path)
     yield factory
     await factory.aclose()
 
@@ -275,6 +324,7 @@ async def make_broker(broker_factory: BrokerFactory) -> AsyncIterator[MakeBroker
     yield make
     for broker in made:
         await broker.close()
+        await broker.store.close()
 
 
 @pytest.fixture(params=PRESENCE_BACKENDS)

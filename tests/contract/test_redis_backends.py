@@ -1,6 +1,6 @@
 """What only the Redis backends promise, beyond the contracts they also pass: nodes on one
-Redis see each other in order, a store bound to its broker publishes atomically with
-storing, the broker survives its server going away (killed, or frozen), and keys are
+Redis see each other in order, a broker over a store on its own Redis publishes in the
+store's atomic append, the broker survives its server going away (killed, or frozen), and keys are
 laid out and expire as :mod:`tidings.backends.redis` documents."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests import redis_support
-from tests.contract.test_broker import WAIT, Collector, make_events
+from tests.contract.test_broker import WAIT, Collector, make_events, publish
 from tidings.backends import broker_from_url, presence_from_url, store_from_url
 from tidings.backends.base import NewEvent, StoreLimits
 from tidings.backends.memory import MemoryStore
@@ -84,78 +84,59 @@ async def test_two_brokers_see_each_others_events_in_order(url: str, channel: st
     try:
         await first.start()
         await second.start()
-        sent = make_events(channel, 1, 30)
-        for i, event in enumerate(sent):
-            await (first if i % 3 else second).broker.publish([event])
+        sent: list[Event] = []
+        for i, event in enumerate(make_events(channel, 1, 30)):
+            sent += await publish((first if i % 3 else second).broker, [event])
         for node in (first, second):
             assert await node.events.wait_for(30) == sent
     finally:
-        await first.broker.close()
-        await second.broker.close()
+        for node in (first, second):
+            await node.broker.close()
+            await node.broker.store.close()
 
 
-async def test_a_bound_store_publishes_in_offset_order_across_nodes(url: str, channel: str) -> None:
-    # Two nodes append to one channel at once, each then publishing what it stored, as
-    # the hub does. With the stores bound, every node receives offsets in order, once.
+async def test_an_atomic_broker_publishes_in_offset_order_across_nodes(
+    url: str, channel: str
+) -> None:
+    # Two nodes append to one channel at once. The store's script publishes what it
+    # stores, so every node receives offsets in order, once.
     nodes = []
     try:
         for _ in range(2):
-            store = RedisStore(url, StoreLimits(history_size=1000))
-            broker = RedisBroker(url)
-            assert broker.bind_store(store)
-            nodes.append((store, await Node(broker).start()))
-
-        async def publish(store: RedisStore, broker: RedisBroker, n: int) -> None:
-            stored = await store.append([new(channel, n), new(channel, n)])
-            await broker.publish([event for event, created in stored if created])
-
-        pairs = [(store, node.broker) for store, node in nodes]
-        await asyncio.gather(*(publish(*pairs[i % 2], i) for i in range(100)))
-        for _, node in nodes:
+            broker = RedisBroker(url, RedisStore(url, StoreLimits(history_size=1000)))
+            assert broker.atomic
+            nodes.append(await Node(broker).start())
+        await asyncio.gather(
+            *(nodes[i % 2].broker.publish([new(channel, i), new(channel, i)]) for i in range(100))
+        )
+        for node in nodes:
             received = await node.events.wait_for(200)
             assert [event.position.offset for event in received] == list(range(1, 201))
             assert len({event.position.epoch for event in received}) == 1
-        # Nothing more arrives: the brokers skipped what the stores had published.
-        marker = make_events(channel + "-marker", 1, 1)
-        await nodes[0][1].broker.publish(marker)
-        for _, node in nodes:
+        # Nothing more arrives: each event was published once, by the script.
+        marker = await publish(nodes[0].broker, make_events(channel + "-marker", 1, 1))
+        for node in nodes:
             received = await node.events.wait_for(201)
             assert received[200:] == marker
     finally:
-        for store, node in nodes:
+        for node in nodes:
             await node.broker.close()
-            await store.close()
+            await node.broker.store.close()
 
 
-async def test_a_bound_broker_still_publishes_events_from_elsewhere(url: str, channel: str) -> None:
-    store = RedisStore(url)
-    node = Node(RedisBroker(url))
-    try:
-        assert node.broker.bind_store(store)
-        await node.start()
-        stored = [event for event, _ in await store.append([new(channel, 1)])]
-        foreign = make_events(channel + "-foreign", 1, 2)
-        await node.broker.publish([*stored, *foreign])
-        assert await node.events.wait_for(3) == [*stored, *foreign]
-    finally:
-        await node.broker.close()
-        await store.close()
-
-
-async def test_only_a_store_on_the_same_redis_and_prefix_is_bound(url: str) -> None:
-    broker = RedisBroker(url)
+async def test_only_a_store_on_the_same_redis_and_prefix_publishes_atomically(url: str) -> None:
     others = [
+        MemoryStore(),
         RedisStore(redis_support.with_options(url, prefix="elsewhere")),
-        RedisStore(redis_support.closed_port_url() + "?prefix=" + broker.prefix),
+        RedisStore(redis_support.closed_port_url() + "?prefix=" + parse_redis_url(url).prefix),
     ]
+    brokers = [RedisBroker(url, store) for store in others]
     try:
-        assert not broker.bind_store(MemoryStore())
-        for store in others:
-            assert not broker.bind_store(store)
+        assert [broker.atomic for broker in brokers] == [False, False, False]
     finally:
-        await broker.close()
-        for store in others:
-            await store.close()
+        for broker in brokers:
+            await broker.close()
+            await broker.store.close()
 
 
 async def test_a_malformed_message_is_dropped_and_the_reader_goes_on(
@@ -168,12 +149,12 @@ async def test_a_malformed_message_is_dropped_and_the_reader_goes_on(
         for junk in (b"not json", b'{"an": "object"}', b'[{"id": "x"}]'):
             await raw.publish(node.broker.events_channel, junk)
         await raw.publish(node.broker.control_channel, b"[1, 2]")
-        sent = make_events(channel, 1, 1)
-        await node.broker.publish(sent)
+        sent = await publish(node.broker, make_events(channel, 1, 1))
         assert await node.events.wait_for(1) == sent
         assert node.controls.items == []
     finally:
         await node.broker.close()
+        await node.broker.store.close()
         await raw.aclose()
 
 
@@ -200,24 +181,23 @@ async def test_broker_recovers_after_its_server_is_killed(
         private_server.start()
         await node.resyncs.wait_for(1)  # reconnected and re-subscribed by itself
         await node.broker.ping()
-        sent = make_events(channel, 3, 2)
-        await node.broker.publish(sent)
+        sent = await publish(node.broker, make_events(channel, 3, 2))
         assert (await node.events.wait_for(3))[1:] == sent
         assert len(node.resyncs.items) == 1
         assert node.broker.reconnects == 1
     finally:
         await node.broker.close()
+        await node.broker.store.close()
 
 
-@pytest.mark.parametrize("call", ["publish", "bound store append"])
+@pytest.mark.parametrize("call", ["publish", "ping"])
 async def test_a_call_that_reaches_redis_cuts_the_backoff_short(
     private_server: redis_support.RedisServer, channel: str, call: str
 ) -> None:
     # A backoff of at least 15 s: only a wake-up can bring the reader back within WAIT.
     node = Node(RedisBroker(private_server.url, backoff_base=30, backoff_cap=30))
-    store = RedisStore(private_server.url)
     try:
-        assert node.broker.bind_store(store)
+        assert node.broker.atomic
         await node.start()
         await asyncio.to_thread(private_server.stop)
         await asyncio.wait_for(until_unsubscribed(node.broker), WAIT)
@@ -225,12 +205,14 @@ async def test_a_call_that_reaches_redis_cuts_the_backoff_short(
         if call == "publish":
             await node.broker.publish(make_events(channel, 1, 1))
         else:
-            await store.append([new(channel, 1)])
+            # Still unsubscribed, so ping says unavailable; but it reached Redis.
+            with pytest.raises(Unavailable):
+                await node.broker.ping()
         await node.resyncs.wait_for(1)
         assert node.broker.subscribed
     finally:
         await node.broker.close()
-        await store.close()
+        await node.broker.store.close()
 
 
 async def test_broker_recovers_from_a_frozen_server(
@@ -256,13 +238,13 @@ async def test_broker_recovers_from_a_frozen_server(
             os.kill(pid, signal.SIGCONT)
         await node.resyncs.wait_for(1)
         assert node.broker.subscribed
-        sent = make_events(channel, 2, 1)
-        await node.broker.publish(sent)
+        sent = await publish(node.broker, make_events(channel, 2, 1))
         received = await node.events.wait_for(1)
         assert received[-1] == sent[0]
         assert node.broker.reconnects == 1
     finally:
         await node.broker.close()
+        await node.broker.store.close()
 
 
 async def test_a_quiet_healthy_connection_is_kept(url: str, channel: str) -> None:
@@ -275,11 +257,11 @@ async def test_a_quiet_healthy_connection_is_kept(url: str, channel: str) -> Non
         assert node.broker.subscribed
         assert node.broker.reconnects == 0
         assert node.resyncs.items == []
-        sent = make_events(channel, 1, 1)
-        await node.broker.publish(sent)
+        sent = await publish(node.broker, make_events(channel, 1, 1))
         assert await node.events.wait_for(1) == sent
     finally:
         await node.broker.close()
+        await node.broker.store.close()
 
 
 async def test_store_answers_again_after_a_restart_with_a_new_epoch(
@@ -308,16 +290,17 @@ async def test_a_persistent_redis_keeps_history_and_epoch_across_a_kill(
     except RuntimeError as exc:
         redis_support.no_redis(f"cannot start a private redis-server: {exc}")
     store = RedisStore(server.url)
-    node = Node(RedisBroker(server.url, backoff_base=0.05, backoff_cap=0.5))
+    node = Node(RedisBroker(server.url, store, backoff_base=0.05, backoff_cap=0.5))
     try:
         await node.start()
-        assert node.broker.bind_store(store)
-        before = [event for event, _ in await store.append([new(channel, 1), new(channel, 2)])]
+        before = [
+            event for event, _ in await node.broker.publish([new(channel, 1), new(channel, 2)])
+        ]
         # In threads: the event loop must run meanwhile (as a hub's does), to see the
         # pooled connections close.
         await asyncio.to_thread(server.stop)
         await asyncio.to_thread(server.start)
-        # Published while the broker was still away: missed by pub/sub, kept by the store.
+        # Stored while the broker was still away: missed by pub/sub, kept by the store.
         [(during, _)] = await store.append([new(channel, 3)])
         await node.resyncs.wait_for(1)
         assert during.position.epoch == before[0].position.epoch
@@ -356,6 +339,7 @@ async def test_pooled_connections_work_after_a_restart(
         await node.events.wait_for(2 * calls)
     finally:
         await node.broker.close()
+        await node.broker.store.close()
         await store.close()
         await presence.close()
 
@@ -367,6 +351,7 @@ async def test_start_without_a_server_raises_unavailable() -> None:
             await asyncio.wait_for(broker.start(Collector(), Collector()), WAIT)
     finally:
         await broker.close()
+        await broker.store.close()
 
 
 # --- keys and their expiry ---------------------------------------------------------------------
@@ -449,12 +434,11 @@ def test_url_options_are_ours_or_redis_pys() -> None:
 async def test_backends_by_url() -> None:
     for scheme in ("redis", "rediss"):
         url = f"{scheme}://127.0.0.1:6379/0?prefix=x"
-        backends = [
-            store_from_url(url, StoreLimits()),
-            broker_from_url(url),
-            presence_from_url(url),
-        ]
+        store = store_from_url(url, StoreLimits())
+        broker = broker_from_url(url, store)
+        backends = [store, broker, presence_from_url(url)]
         assert [type(backend) for backend in backends] == [RedisStore, RedisBroker, RedisPresence]
+        assert isinstance(broker, RedisBroker) and broker.store is store and broker.atomic
         for backend in backends:
             assert backend is not None
             await backend.close()

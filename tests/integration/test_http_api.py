@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import websockets
@@ -143,34 +144,41 @@ async def test_dashboard_is_served(served: RunningHub) -> None:
         assert "export function createClient" in client.text
 
 
-async def test_publish_while_the_store_is_down_is_a_503_not_a_loss(served: RunningHub) -> None:
-    async def broken(events: object) -> object:
-        raise ConnectionError("down")
-
-    def broken_now(events: object) -> object:
-        raise ConnectionError("down")
-
-    # Both ways in: a memory store and broker are called without awaiting.
-    served.hub.store.append = broken  # type: ignore[method-assign, assignment]
-    served.hub.store.append_now = broken_now  # type: ignore[attr-defined]
-    async with httpx.AsyncClient(base_url=served.url) as http:
-        response = await http.post("/api/v1/publish", json={"channel": "c", "data": 1})
-        assert response.status_code == 503
-        assert response.json()["error"]["code"] == "unavailable"
-        assert json.dumps(response.json()).count("Traceback") == 0
-
-
-async def test_broker_down_local_subscribers_still_get_the_stored_event() -> None:
-    from tidings.backends.memory import MemoryBroker
+async def test_publish_while_the_store_is_down_is_a_503_not_a_loss() -> None:
+    from tidings.backends.memory import MemoryStore
     from tidings.hub import Hub
     from tidings.settings import Settings
 
-    class DownBroker(MemoryBroker):
-        async def publish(self, events: object) -> None:
+    class DownStore(MemoryStore):
+        def append_now(self, events: object) -> object:  # type: ignore[override]
+            raise ConnectionError("down")
+
+    async with running_hub(Hub(Settings(), store=DownStore())) as served:
+        async with httpx.AsyncClient(base_url=served.url) as http:
+            response = await http.post("/api/v1/publish", json={"channel": "c", "data": 1})
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "unavailable"
+            assert json.dumps(response.json()).count("Traceback") == 0
+            # Nothing half done: no history, and the hub still serves.
+            history = (await http.get("/api/v1/channels/c/history")).json()
+            assert history["events"] == []
+
+
+async def test_broker_down_local_subscribers_still_get_the_stored_event(tmp_path: Path) -> None:
+    """A broker that stores (SQLite here) but cannot hand on still delivers on this node."""
+    from tests.redis_support import redis_url
+    from tidings.backends.redis_broker import RedisBroker
+    from tidings.backends.sqlite import SQLiteStore
+    from tidings.hub import Hub
+    from tidings.settings import Settings
+
+    broker = RedisBroker(redis_url(), SQLiteStore(tmp_path / "events.db"))
+    async with running_hub(Hub(Settings(), broker=broker)) as served:
+
+        async def down(*args: object) -> None:
             raise ConnectionError("broker down")
 
-    hub = Hub(Settings(), broker=DownBroker())
-    async with running_hub(hub) as served:
+        broker._client.publish = down  # type: ignore[method-assign]
         async with websockets.connect(served.ws_url + "/ws?channel=local") as ws:
             assert json.loads(await ws.recv())["type"] == "connected"
             assert json.loads(await ws.recv())["type"] == "subscribed"

@@ -1,10 +1,11 @@
 """Pluggable backends, chosen by URL: ``memory://``, ``sqlite:///path``, ``redis://…``.
 
 A :class:`~tidings.backends.base.Store` keeps history (and assigns event positions); a
-:class:`~tidings.backends.base.Broker` moves stored events and control messages between
-hub nodes. Both are small interfaces with their contracts in their docstrings; every
-implementation passes the same contract test suite. Implementations beyond memory are
-imported only when their scheme is asked for, so their dependencies stay optional.
+:class:`~tidings.backends.base.Broker` appends events to its store and moves them, and
+control messages, between hub nodes. Both are small interfaces with their contracts in
+their docstrings; every implementation passes the same contract test suite.
+Implementations beyond memory are imported only when their scheme is asked for, so their
+dependencies stay optional.
 """
 
 from __future__ import annotations
@@ -64,18 +65,18 @@ def store_from_url(url: str, limits: StoreLimits) -> Store:
     )
 
 
-def broker_from_url(url: str) -> Broker:
-    """Build the broker a URL names."""
+def broker_from_url(url: str, store: Store) -> Broker:
+    """Build the broker a URL names, appending to ``store``."""
     scheme = _scheme(url)
     if scheme == "memory":
         from tidings.backends.memory import MemoryBroker
 
-        return MemoryBroker()
+        return MemoryBroker(store)
     if scheme in _REDIS_SCHEMES:
         _require_redis()
         from tidings.backends.redis_broker import RedisBroker
 
-        return RedisBroker(url)
+        return RedisBroker(url, store)
     raise ValueError(f"unknown broker scheme {scheme!r}: use memory:// or redis://host")
 
 

@@ -1,17 +1,20 @@
-"""The two backend interfaces and their contracts.
+"""The backend interfaces and their contracts.
 
-Both are used only by :class:`~tidings.hub.Hub`. Backends never see connections or
+They are used only by the hub's node (:mod:`tidings.node`). Backends never see connections or
 sockets: fan-out to local subscribers is the hub's job, written once above them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from tidings.core.events import Event
 from tidings.core.history import HistoryPage
+from tidings.errors import TidingsError, Unavailable
 
 __all__ = [
     "Broker",
@@ -23,7 +26,10 @@ __all__ = [
     "ResyncSink",
     "Store",
     "StoreLimits",
+    "unavailable_store",
 ]
+
+log = logging.getLogger("tidings.backends")
 
 
 class NewEvent(NamedTuple):
@@ -118,30 +124,63 @@ class Presence(Protocol):
 
 @runtime_checkable
 class Broker(Protocol):
-    """Moves stored events and control messages to every hub node, this one included.
+    """Stores events in its :class:`Store` and moves them, and control messages, to every
+    hub node, this one included. As centrifuge's broker owns history, a broker owns
+    "append, then publish": the two are one step, so nothing else has to know how a
+    backend keeps a channel's order across nodes.
 
     Contract (checked by ``tests/contract``):
 
-    * After :meth:`start`, every event passed to :meth:`publish` on any node is handed
-      to ``on_event`` on every started node, in the order published per channel.
+    * :attr:`store` is the store the broker appends to; the hub reads history from it.
+    * :meth:`publish` appends the events to :attr:`store` (in the order given, with the
+      store's idempotency rules) and returns them as the store does. After :meth:`start`,
+      every event it stored now is handed to ``on_event`` on every started node, once;
+      an idempotent replay is not handed on again. The events one node publishes arrive
+      in position order per channel. Publishers on several nodes appending to one channel
+      at once may arrive interleaved, unless the broker publishes in the store's own
+      atomic step (Redis over Redis); the hub's sequencer puts them back in order.
+    * Once the store has an event, it is handed on even if the caller of :meth:`publish`
+      is cancelled: a publish is never half done.
+    * When the store cannot be reached, :meth:`publish` raises
+      :class:`~tidings.errors.Unavailable` and nothing is handed on. When the events are
+      stored but other nodes cannot be reached, they are handed to this node's
+      ``on_event`` (local delivery continues) and :meth:`publish` raises
+      :class:`~tidings.errors.Unavailable`: the other nodes fill the gap from the store
+      when the broker is back.
     * Every message passed to :meth:`publish_control` is handed to ``on_control`` on
       every started node (this one included). Messages are small JSON objects.
-    * :meth:`publish` raises :class:`~tidings.errors.Unavailable` rather than losing an
-      event silently when the broker cannot be reached.
     * A broker that loses its connection reconnects by itself, with backoff, and calls
       ``on_resync`` once it receives again: events published meanwhile may have been
       missed, and the hub fills the gaps from the store.
-    * :meth:`ping` raises when the broker cannot be reached; :meth:`close` is idempotent.
+    * :meth:`ping` raises when the broker cannot be reached; :meth:`close` is idempotent
+      and leaves the store open (the hub closes it).
     """
+
+    store: Store
 
     async def start(
         self, on_event: EventSink, on_control: MessageSink, on_resync: ResyncSink | None = None
     ) -> None: ...
 
-    async def publish(self, events: Sequence[Event]) -> None: ...
+    async def publish(self, events: Sequence[NewEvent]) -> list[tuple[Event, bool]]: ...
 
     async def publish_control(self, message: dict[str, Any]) -> None: ...
 
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def unavailable_store() -> Iterator[None]:
+    """Turn a store's failure to append into :class:`~tidings.errors.Unavailable` (503).
+
+    Only the exception's type is logged: backend errors can carry URLs with passwords.
+    """
+    try:
+        yield
+    except TidingsError:
+        raise
+    except Exception as exc:
+        log.warning("store append failed: %s", type(exc).__name__)
+        raise Unavailable("the store cannot be reached; nothing was published") from None

@@ -8,6 +8,7 @@ allocates nothing, so readers cannot grow the store.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -20,7 +21,9 @@ from tidings.backends.base import (
     NewEvent,
     PresenceEntry,
     ResyncSink,
+    Store,
     StoreLimits,
+    unavailable_store,
 )
 from tidings.core.events import Event, Position, new_epoch
 from tidings.core.history import HistoryPage
@@ -125,9 +128,18 @@ class MemoryStore:
 
 
 class MemoryBroker:
-    """Hands every event straight to this process's hub: a broker of one node."""
+    """Stores in its store and hands every event straight to this process's hub: a
+    broker of one node.
 
-    def __init__(self) -> None:
+    Over a :class:`MemoryStore` a publish is plain function calls, with nothing to wait
+    for and so nothing to cancel halfway (the hub's fast path). Over another store (SQLite)
+    the append and the hand-over run shielded from the caller's cancellation.
+    """
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store: Store = store if store is not None else MemoryStore()
+        # The memory store itself, not a subclass, which may await.
+        self._append_now = self.store.append_now if type(self.store) is MemoryStore else None
         self._on_event: EventSink | None = None
         self._on_control: MessageSink | None = None
 
@@ -137,16 +149,29 @@ class MemoryBroker:
         self._on_event = on_event
         self._on_control = on_control
 
-    async def publish(self, events: Sequence[Event]) -> None:
-        self.publish_now(events)
+    async def publish(self, events: Sequence[NewEvent]) -> list[tuple[Event, bool]]:
+        append_now = self._append_now
+        if append_now is not None:
+            # No await from here to the return: a cancelled caller cannot split it.
+            with unavailable_store():
+                stored = append_now(events)
+            self._hand_on(stored)
+            return stored
+        return await asyncio.shield(self._append_and_hand_on(events))
 
-    def publish_now(self, events: Sequence[Event]) -> None:
-        """:meth:`publish` without awaiting: delivery is a plain function call."""
+    async def _append_and_hand_on(self, events: Sequence[NewEvent]) -> list[tuple[Event, bool]]:
+        with unavailable_store():
+            stored = await self.store.append(events)
+        self._hand_on(stored)
+        return stored
+
+    def _hand_on(self, stored: list[tuple[Event, bool]]) -> None:
         on_event = self._on_event
         if on_event is None:
             return
-        for event in events:
-            on_event(event)
+        for event, created in stored:
+            if created:
+                on_event(event)
 
     async def publish_control(self, message: dict[str, Any]) -> None:
         if self._on_control is not None:

@@ -7,14 +7,14 @@ own and hands them to the hub.
 
 **Order.** Redis delivers a pub/sub channel's messages to each subscriber in the order
 they were published. What needs care is the order *between* storing and publishing: if
-node A stores offset 5 and node B offset 6, B may publish first. When the store is a
-:class:`~tidings.backends.redis_store.RedisStore` on the same Redis, database and prefix,
-:meth:`RedisBroker.bind_store` closes that window: the store's append script publishes the
-events itself, in the same atomic step that assigns their offsets, so every node receives
-each channel's events in offset order, and :meth:`RedisBroker.publish` skips events the
-store already published. Unbound (another store, or another Redis), events are published
-after they are stored and nodes publishing to one channel at once can interleave; the
-hub's gap/duplicate guard on positions then fills any hole from the store.
+node A stores offset 5 and node B offset 6, B may publish first. When the broker's store
+is a :class:`~tidings.backends.redis_store.RedisStore` on the same Redis server, database
+and prefix (the usual set-up: one URL for both), that window does not exist: the store's
+append script publishes the events itself, in the same atomic step that assigns their
+offsets, so every node receives each channel's events in offset order. With another
+store (SQLite, or a Redis elsewhere), events are published after they are stored, and
+nodes publishing to one channel at once can interleave; the hub's gap/duplicate guard on
+positions then fills any hole from the store.
 
 **Failure.** Nothing is retried behind the caller's back: :meth:`publish` raises
 :class:`~tidings.errors.Unavailable` within the socket timeouts (2 s to connect, 5 s per
@@ -26,7 +26,7 @@ exponential backoff and equal jitter (``backoff_base``, 0.1 s, doubling up to
 calls ``on_resync``: events published meanwhile were missed, and the hub refills its
 channels from the store. Every publish meanwhile lands in the store but not on this node,
 and a channel's history is bounded, so the reader does not sit out its backoff once Redis
-is back: any call that reaches Redis (a publish, a ping, an append of the bound store)
+is back: any call that reaches Redis (a publish, a ping, an append of its store)
 wakes it to try at once (at most once per ``backoff_base``).
 
 This module never sees client connections.
@@ -44,7 +44,15 @@ from typing import Any
 import orjson
 from redis.asyncio.client import PubSub
 
-from tidings.backends.base import EventSink, MessageSink, ResyncSink
+from tidings.backends.base import (
+    EventSink,
+    MessageSink,
+    NewEvent,
+    ResyncSink,
+    Store,
+    StoreLimits,
+    unavailable_store,
+)
 from tidings.backends.redis import (
     SOCKET_TIMEOUT,
     connect,
@@ -67,6 +75,7 @@ class RedisBroker:
     def __init__(
         self,
         url: str,
+        store: Store | None = None,
         *,
         backoff_base: float = 0.1,
         backoff_cap: float = 2.0,
@@ -87,7 +96,13 @@ class RedisBroker:
         self._on_control: MessageSink | None = None
         self._on_resync: ResyncSink | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._store: RedisStore | None = None
+        self.store: Store = store if store is not None else RedisStore(url, StoreLimits())
+        #: Whether the store publishes what it appends (see the module docstring).
+        self.atomic = (
+            isinstance(self.store, RedisStore)
+            and self.store.prefix == self.prefix
+            and self.store.server == server_identity(self._client)
+        )
         self._subscribed = False
         self._wake = asyncio.Event()
         self._closed = False
@@ -98,22 +113,6 @@ class RedisBroker:
     def subscribed(self) -> bool:
         """Whether the reader is subscribed now (false while it reconnects)."""
         return self._subscribed
-
-    # -- binding to a store -----------------------------------------------------------------
-
-    def bind_store(self, store: object) -> bool:
-        """Let ``store`` publish the events it stores, atomically with storing them.
-
-        Only a :class:`RedisStore` on this broker's server, database and prefix can be
-        bound; returns whether ``store`` was. The hub calls this once, before publishing.
-        """
-        if not isinstance(store, RedisStore) or store.prefix != self.prefix:
-            return False
-        if store.server != server_identity(self._client):
-            return False
-        store.publish_on_append(self.events_channel, on_success=self._reachable)
-        self._store = store
-        return True
 
     # -- Broker ---------------------------------------------------------------------------
 
@@ -128,16 +127,44 @@ class RedisBroker:
             pubsub = await self._subscribe()
         self._reader = asyncio.create_task(self._run(pubsub), name="tidings-redis-reader")
 
-    async def publish(self, events: Sequence[Event]) -> None:
-        store = self._store
-        if store is not None:
-            events = [event for event in events if not store.take_published(event)]
+    async def publish(self, events: Sequence[NewEvent]) -> list[tuple[Event, bool]]:
         if not events:
-            return
-        payload = orjson.dumps([event.to_dict() for event in events])
-        with unavailable("broker"):
-            await self._client.publish(self.events_channel, payload)
+            return []
+        # Once the store has the events they must go out: a caller that goes away (client
+        # disconnect, timeout) must not cancel the step in between.
+        return await asyncio.shield(self._append_and_publish(events))
+
+    async def _append_and_publish(self, events: Sequence[NewEvent]) -> list[tuple[Event, bool]]:
+        store = self.store
+        if self.atomic:
+            assert isinstance(store, RedisStore)
+            with unavailable_store():
+                stored = await store.append(events, publish_to=self.events_channel)
+            self._reachable()
+            return stored
+        with unavailable_store():
+            stored = await store.append(events)
+        fresh = [event for event, created in stored if created]
+        if not fresh:
+            return stored
+        payload = orjson.dumps([event.to_dict() for event in fresh])
+        try:
+            with unavailable("broker"):
+                await self._client.publish(self.events_channel, payload)
+        except Unavailable:
+            # Stored but not broadcast. This node's subscribers get it now (SPEC §7: local
+            # delivery continues); other nodes fill the gap from the store when the broker
+            # is back. The publisher is told, so it can retry with its idempotency key.
+            on_event = self._on_event
+            if on_event is not None:
+                for event in fresh:
+                    _call(on_event, event)
+            raise Unavailable(
+                "the broker cannot be reached; the event is stored and will reach "
+                "other nodes when it recovers"
+            ) from None
         self._reachable()
+        return stored
 
     async def publish_control(self, message: dict[str, Any]) -> None:
         with unavailable("broker"):
@@ -159,8 +186,6 @@ class RedisBroker:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        if self._store is not None:
-            self._store.publish_on_append(None, on_success=None)
         await self._client.aclose()
 
     # -- the reader ---------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 Each call is one Lua script, so it is atomic and one round trip however many events and
 channels a batch holds. Appending assigns the offset (``HINCRBY`` on the channel's meta
 hash), stores the event, trims the history to ``history_size`` and ``history_ttl``,
-records the idempotency key, refreshes the keys' expiry and, when a broker on the same
-Redis is bound to it (:meth:`RedisBroker.bind_store
-<tidings.backends.redis_broker.RedisBroker.bind_store>`), publishes the events. Because
+records the idempotency key, refreshes the keys' expiry and, when asked by a
+:class:`~tidings.backends.redis_broker.RedisBroker` on the same Redis, publishes the
+events. Because
 Redis runs one script at a time, offsets are assigned in the order the events are
 published, whichever node appends: per channel, delivery order *is* offset order.
 
@@ -24,8 +24,7 @@ channel therefore creates its meta hash (which expires after ``idle_ttl``).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -154,11 +153,6 @@ return out
 """
 )
 
-#: Positions published by a bound store that its broker has not yet been asked to
-#: publish. Normally an entry lives from an append to the hub's publish right after it;
-#: the bound only matters if the store is used without its broker.
-_PUBLISHED_LIMIT = 10_000
-
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
@@ -186,9 +180,6 @@ class RedisStore:
         self._meta_ms = max(_ms(options.idle_ttl), self._history_ms)
         self._append = self._client.register_script(_APPEND)
         self._read = self._client.register_script(_READ)
-        self._publish_channel: str | None = None
-        self._on_success: Callable[[], None] | None = None
-        self._published: OrderedDict[tuple[str, Position], None] = OrderedDict()
         self._closed = False
 
     # -- keys ----------------------------------------------------------------------------
@@ -208,28 +199,13 @@ class RedisStore:
         """Which Redis server and database this store uses."""
         return server_identity(self._client)
 
-    # -- publishing by the script (see RedisBroker.bind_store) -----------------------------
-
-    def publish_on_append(
-        self, pubsub_channel: str | None, *, on_success: Callable[[], None] | None
-    ) -> None:
-        """Have every append publish the events it stores on ``pubsub_channel``, and
-        call ``on_success`` whenever a call reached Redis (the broker reconnects early)."""
-        self._publish_channel = pubsub_channel
-        self._on_success = on_success
-        self._published.clear()
-
-    def take_published(self, event: Event) -> bool:
-        """True (once) when an append of this store already published ``event``."""
-        try:
-            del self._published[(event.channel, event.position)]
-        except KeyError:
-            return False
-        return True
-
     # -- Store ----------------------------------------------------------------------------
 
-    async def append(self, events: Sequence[NewEvent]) -> list[tuple[Event, bool]]:
+    async def append(
+        self, events: Sequence[NewEvent], *, publish_to: str | None = None
+    ) -> list[tuple[Event, bool]]:
+        """Store ``events``; with ``publish_to``, also publish the ones stored now on that
+        pub/sub channel, in the same atomic step (see the module docstring)."""
         if not events:
             return []
         keys: list[str] = []
@@ -251,7 +227,6 @@ class RedisStore:
                 }
             )
             per_event += [body[1:], "0" if key is None else "1"]
-        publish_to = self._publish_channel
         args: list[Any] = [
             self.limits.history_size,
             self._ttl_ms,
@@ -264,8 +239,6 @@ class RedisStore:
         ]
         with unavailable("store"):
             raw = await self._append(keys=keys, args=args)
-        if self._on_success is not None:
-            self._on_success()
         stored: list[tuple[Event, bool]] = []
         for i, new in enumerate(events):
             created, first, second = raw[3 * i : 3 * i + 3]
@@ -275,10 +248,6 @@ class RedisStore:
             position = Position(first.decode(), int(second))
             event = Event(new.channel, new.type, new.data, new.timestamp, position)
             stored.append((event, True))
-            if publish_to is not None:
-                self._published[(new.channel, position)] = None
-        while len(self._published) > _PUBLISHED_LIMIT:
-            self._published.popitem(last=False)
         return stored
 
     async def read(
