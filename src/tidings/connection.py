@@ -17,14 +17,11 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from tidings.core.events import format_timestamp
 from tidings.core.session import Frame, Session, SlowConsumerPolicy, State, Wire
 from tidings.identity import Identity
-
-if TYPE_CHECKING:
-    from tidings.hub import Hub
 
 __all__ = ["Connection", "Transport"]
 
@@ -40,7 +37,6 @@ class Connection:
 
     def __init__(
         self,
-        hub: Hub,
         *,
         transport: Transport,
         wire: Wire,
@@ -51,7 +47,6 @@ class Connection:
         slow_consumer: SlowConsumerPolicy,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
-        self.hub = hub
         self.id = secrets.token_urlsafe(9)
         self.transport: Transport = transport
         self.identity = identity

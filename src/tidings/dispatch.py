@@ -15,7 +15,7 @@ from tidings.connection import Connection
 from tidings.core import protocol
 from tidings.core.events import format_timestamp
 from tidings.errors import BadRequest, Forbidden, NotFound, TidingsError, Unauthorized
-from tidings.hub import Hub
+from tidings.node import Node
 
 __all__ = ["dispatch", "error_frame"]
 
@@ -34,7 +34,7 @@ def _reply(connection: Connection, message: dict[str, object]) -> None:
     connection.session.push_control(protocol.encode(message))
 
 
-async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMessage) -> None:
+async def dispatch(hub: Node, connection: Connection, message: protocol.ClientMessage) -> None:
     """Carry out one client message; raise :class:`TidingsError` for the client's mistakes."""
     identity = connection.identity
     match message:
@@ -83,7 +83,7 @@ async def dispatch(hub: Hub, connection: Connection, message: protocol.ClientMes
             _reply(connection, protocol.result_message(result, rid))
 
 
-def _refresh(hub: Hub, connection: Connection, token: str, rid: protocol.RequestId) -> None:
+def _refresh(hub: Node, connection: Connection, token: str, rid: protocol.RequestId) -> None:
     """Replace the connection's credential with a newer token of the same client."""
     if hub.authenticator.verifier is None:
         raise BadRequest(

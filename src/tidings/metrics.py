@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from tidings.hub import Hub
+    from tidings.node import Node
 
 __all__ = ["CONTENT_TYPE", "HubCollector", "render_metrics"]
 
@@ -24,7 +24,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class HubCollector(Collector):
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Node) -> None:
         self.hub = hub
 
     def collect(self) -> Iterator[Metric]:
@@ -81,11 +81,11 @@ class HubCollector(Collector):
         )
 
 
-def render_metrics(hub: Hub, registry: CollectorRegistry) -> bytes:
+def render_metrics(hub: Node, registry: CollectorRegistry) -> bytes:
     return bytes(generate_latest(registry))
 
 
-def make_registry(hub: Hub) -> CollectorRegistry:
+def make_registry(hub: Node) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(HubCollector(hub))
     return registry

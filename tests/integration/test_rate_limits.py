@@ -116,7 +116,7 @@ async def test_sixth_websocket_connection_in_a_minute_is_rate_limited() -> None:
 async def test_connection_rate_recovers_after_the_advertised_wait() -> None:
     clock = FakeClock()
     async with running_hub(connection_rate=5) as running:
-        running.hub.connection_limiter = RateLimiter(5, 60, clock=clock)
+        running.hub.gate.connection_limiter = RateLimiter(5, 60, clock=clock)
         for _ in range(5):
             assert (await _sse(running))[0] == 200
         status, _, headers = await _sse(running)
@@ -162,7 +162,7 @@ async def test_http_publishes_per_client_are_limited_with_retry_after() -> None:
         running_hub(jwt_secret=SECRET, publish_rate=5) as running,
         httpx.AsyncClient(base_url=running.url, timeout=5) as http,
     ):
-        running.hub.publish_limiter = RateLimiter(5, 1, clock=clock)
+        running.hub.gate.publish_limiter = RateLimiter(5, 1, clock=clock)
         body = {"channel": "news", "data": 1}
         for _ in range(5):
             response = await http.post("/api/v1/publish", json=body, headers=_bearer("alice"))
@@ -208,7 +208,7 @@ async def test_publish_rate_recovers_in_real_time() -> None:
 async def test_websocket_publishes_are_limited_per_client() -> None:
     clock = FakeClock()
     async with running_hub(jwt_secret=SECRET, publish_rate=5) as running:
-        running.hub.publish_limiter = RateLimiter(5, 1, clock=clock)
+        running.hub.gate.publish_limiter = RateLimiter(5, 1, clock=clock)
         url = f"{running.ws_url}/ws?token={_token('alice')}"
         async with websockets.connect(url) as ws, websockets.connect(url) as second:
             assert (await _recv(ws))["type"] == "connected"

@@ -24,7 +24,7 @@ from tidings.api.static import mount_static
 from tidings.logs import choose_request_id, install_redaction, request_id_var
 
 if TYPE_CHECKING:
-    from tidings.hub import Hub
+    from tidings.node import Node
 
 __all__ = ["build_app"]
 
@@ -62,7 +62,7 @@ class LazyStart:
     hub.asgi_app())`` would otherwise serve a hub that was never started.
     """
 
-    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+    def __init__(self, app: ASGIApp, hub: Node) -> None:
         self.app = app
         self.hub = hub
         self._lock = asyncio.Lock()
@@ -75,7 +75,7 @@ class LazyStart:
         await self.app(scope, receive, send)
 
 
-def build_app(hub: Hub) -> ASGIApp:
+def build_app(hub: Node) -> ASGIApp:
     """Build the ASGI app serving ``hub``."""
     from tidings.transports.sse import SSEEndpoint
     from tidings.transports.websocket import WebSocketEndpoint

@@ -18,8 +18,8 @@ from tidings.api.models import BatchPublishRequest, PublishRequest
 from tidings.auth.authenticator import credential_from
 from tidings.auth.policy import authorize_publish
 from tidings.errors import BadRequest, InvalidJSON, TooLarge, UnsupportedMediaType
-from tidings.hub import Hub, Publication
 from tidings.identity import Identity
+from tidings.node import Node, Publication
 
 __all__ = ["PublishEndpoint", "publish_json", "read_json", "validation_error"]
 
@@ -70,7 +70,7 @@ def validation_error(exc: ValidationError) -> BadRequest:
     return BadRequest(f"{where}: {first['msg']}", code="invalid_request")
 
 
-async def publish_json(hub: Hub, identity: Identity, body: Any, rate_key: str) -> Any:
+async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) -> Any:
     """Publish what a request body asks for; the response body (its status is 201)."""
     settings = hub.settings
     if isinstance(body, dict) and "events" in body:
@@ -109,7 +109,7 @@ class PublishEndpoint:
     """``POST /api/v1/publish`` as a raw ASGI app; errors are raised to the app's
     handlers, which answer them with the JSON bodies of SPEC §3."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Node) -> None:
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

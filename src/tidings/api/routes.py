@@ -19,10 +19,10 @@ from tidings.api.models import (
 )
 from tidings.api.publish import publish_json, read_json
 from tidings.auth.authenticator import credential_from
-from tidings.auth.policy import authorize_read, require_admin
-from tidings.hub import Hub
+from tidings.auth.policy import authorize_subscribe, require_admin
 from tidings.identity import Identity
 from tidings.metrics import CONTENT_TYPE, make_registry, render_metrics
+from tidings.node import Node
 
 __all__ = ["build_router", "read_json_body"]
 
@@ -64,7 +64,7 @@ _PUBLISH_BODY = {
 }
 
 
-def build_router(hub: Hub) -> APIRouter:
+def build_router(hub: Node) -> APIRouter:
     router = APIRouter()
     registry = make_registry(hub)
     settings = hub.settings
@@ -115,7 +115,7 @@ def build_router(hub: Hub) -> APIRouter:
         limit: int = Query(100, ge=1, le=10_000),
         identity: Identity = Depends(caller),
     ) -> Response:
-        authorize_read(identity, channel)
+        authorize_subscribe(identity, [channel])
         page = await hub.history(channel, since=since, limit=limit)
         return _json(
             {

@@ -8,7 +8,7 @@ from tidings.errors import Forbidden, LimitExceeded
 from tidings.identity import Identity
 from tidings.ratelimit import RateLimiter
 
-__all__ = ["authorize_publish", "authorize_read", "require_admin"]
+__all__ = ["authorize_publish", "authorize_subscribe", "require_admin"]
 
 
 def authorize_publish(
@@ -33,10 +33,13 @@ def authorize_publish(
         )
 
 
-def authorize_read(identity: Identity, channel: str) -> None:
-    """Refuse reading a channel's history or stream that the identity may not follow."""
-    if not identity.may_subscribe(channel):
-        raise Forbidden(f"not allowed to read {channel!r}")
+def authorize_subscribe(
+    identity: Identity, channels: Iterable[str], *, request_id: str | int | None = None
+) -> None:
+    """Refuse following (or reading the history of) a channel the identity may not read."""
+    for channel in channels:
+        if not identity.may_subscribe(channel):
+            raise Forbidden(f"not allowed to subscribe to {channel!r}", request_id=request_id)
 
 
 def require_admin(identity: Identity) -> None:

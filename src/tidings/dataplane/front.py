@@ -224,7 +224,7 @@ class FrontProtocol(asyncio.Protocol):
                 return
             self._become(stream)
             head = render_head(200, [*HEADERS, (b"transfer-encoding", b"chunked"), *extra])
-            body = preamble(connection)
+            body = preamble(connection, hub.settings.sse_retry)
             transport.write(head + b"%x\r\n" % len(body) + body + b"\r\n")
             stream.start(connection, request)
         finally:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tidings.dataplane.flush import Flusher
 
 if TYPE_CHECKING:
-    from tidings.hub import Hub
+    from tidings.node import Node
 
 __all__ = ["DataPlane", "Ticking"]
 
@@ -26,7 +26,7 @@ class DataPlane:
     every stream a few times per interval, and stops while there are none.
     """
 
-    def __init__(self, hub: Hub, *, proxy_headers: bool = True, trusted: Any = "127.0.0.1"):
+    def __init__(self, hub: Node, *, proxy_headers: bool = True, trusted: Any = "127.0.0.1"):
         self.hub = hub
         self.flusher = Flusher()
         self.proxy_headers = proxy_headers

@@ -54,7 +54,7 @@ class WebSocketStream:
     ) -> None:
         """Say ``connected`` and follow the channels given in the URL."""
         self.connection = connection
-        self.clock = PingClock(connection)
+        self.clock = PingClock(connection, self.plane.hub.settings.ping_interval)
         self.plane.add(self)
         connection.session.push_control(connected_frame(connection))
         if channels:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
-from tidings.auth.authenticator import credential_from
 from tidings.auth.origins import origin_allowed
-from tidings.core.channels import personal_channel, validate_channel, validate_type
-from tidings.errors import BadRequest, Forbidden, LimitExceeded
-from tidings.hooks import decide
-from tidings.hub import Hub
+from tidings.core.channels import validate_channel, validate_type
+from tidings.core.request import facts_from_scope
+from tidings.errors import BadRequest, Forbidden
+from tidings.gate import Admission
 from tidings.identity import Identity
+from tidings.node import Node
 
 __all__ = [
     "Admission",
@@ -35,14 +35,6 @@ class StreamRequest:
     types: frozenset[str] | None
     last_event_id: str | None
     plain: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """Who may open the stream, and the channels it follows from the start."""
-
-    identity: Identity
-    channels: tuple[str, ...]
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -95,7 +87,7 @@ def check_subscribe(identity: Identity, channels: Iterable[str]) -> None:
             raise Forbidden(f"not allowed to subscribe to {channel!r}")
 
 
-def check_origin(hub: Hub, scope: Scope) -> None:
+def check_origin(hub: Node, scope: Scope) -> None:
     """Refuse a browser request from an origin outside the allowlist (403)."""
     if not origin_allowed(
         header(scope, b"origin"), header(scope, b"host"), hub.settings.allowed_origins
@@ -103,41 +95,7 @@ def check_origin(hub: Hub, scope: Scope) -> None:
         raise Forbidden("this origin may not open streams", code="origin_not_allowed")
 
 
-async def admit(hub: Hub, scope: Scope, request: StreamRequest, transport: str) -> Admission:
-    """Decide whether a stream may open, as whom, and on which channels.
-
-    In order: the connection rate per IP, the credential, the connect hook, then the
-    right to every requested channel. The personal channel of an identified client is
-    always added.
-    """
-    wait = hub.connection_limiter.hit(_ip(scope))
-    if wait is not None:
-        raise LimitExceeded(
-            "too many new connections from this address", code="rate_limited", retry_after=wait
-        )
-    identity = hub.authenticator.authenticate(
-        credential_from(scope.get("query_string", b""), scope.get("headers", ()))
-    )
-    channels = list(request.channels)
-    hook = hub.connect_hook
-    if hook is not None:
-        decision = await decide(
-            hook,
-            identity,
-            {"transport": transport, "channels": list(request.channels)},
-            wait=hub.settings.connect_hook_timeout,
-        )
-        allowed = decision.allowed if decision.allowed is not None else identity.subscribe
-        if allowed is not None:
-            identity = replace(identity, subscribe=(*allowed, *decision.subscribe))
-        channels.extend(decision.subscribe)
-    if identity.client_id is not None and identity.claims:
-        channels.append(personal_channel(identity.client_id))
-    channels = list(_unique(channels))
-    check_subscribe(identity, channels)
-    if len(channels) > hub.settings.max_subscriptions:
-        raise BadRequest(
-            f"a stream may follow at most {hub.settings.max_subscriptions} channels",
-            code="too_many_subscriptions",
-        )
-    return Admission(identity, tuple(channels))
+async def admit(hub: Node, scope: Scope, request: StreamRequest, transport: str) -> Admission:
+    """Decide whether a stream may open, as whom, and on which channels (see
+    :meth:`tidings.gate.Gate.admit`)."""
+    return await hub.gate.admit(facts_from_scope(scope), request.channels, transport)

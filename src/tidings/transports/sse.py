@@ -26,7 +26,7 @@ from tidings.core.cursor import decode_cursor
 from tidings.core.session import Frame
 from tidings.core.wire import SSEWire
 from tidings.errors import BadRequest, TidingsError
-from tidings.hub import Hub
+from tidings.node import Node
 from tidings.transports.common import (
     StreamRequest,
     admit,
@@ -61,7 +61,7 @@ HEARTBEAT = sse.comment("ping")
 class SSEEndpoint:
     """``GET /api/v1/events`` and ``GET /api/v1/channels/{channel}/events/stream``."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Node) -> None:
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,7 +86,13 @@ class SSEEndpoint:
         hub = self.hub
         settings = hub.settings
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        await send({"type": "http.response.body", "body": preamble(connection), "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": preamble(connection, hub.settings.sse_retry),
+                "more_body": True,
+            }
+        )
         await subscribe_stream(hub, connection, request)
         session = connection.session
         last_write = time.monotonic()
@@ -115,12 +121,12 @@ class SSEEndpoint:
 
 
 async def open_stream(
-    hub: Hub, scope: Scope, on_ready: Callable[[], None] | None = None
+    hub: Node, scope: Scope, on_ready: Callable[[], None] | None = None
 ) -> tuple[Connection, StreamRequest]:
     """Admit an SSE request and open its connection; raise :class:`TidingsError` if refused.
 
     Shared by this endpoint and the native data plane of ``tidings serve`` (which passes
-    ``on_ready``, see :meth:`Hub.open_connection`).
+    ``on_ready``, see :meth:`Node.open_connection`).
     """
     request = read_stream_request(scope)
     check_origin(hub, scope)
@@ -138,14 +144,13 @@ async def open_stream(
     return connection, replace(request, channels=admission.channels)
 
 
-def preamble(connection: Connection) -> bytes:
-    """The first bytes of a stream: the ``retry:`` hint and a comment naming the connection."""
-    return sse.frame(retry=connection.hub.settings.sse_retry) + sse.comment(
-        "connected " + connection.id
-    )
+def preamble(connection: Connection, retry: int) -> bytes:
+    """The first bytes of a stream: the ``retry:`` hint (ms) and a comment naming the
+    connection."""
+    return sse.frame(retry=retry) + sse.comment("connected " + connection.id)
 
 
-async def subscribe_stream(hub: Hub, connection: Connection, request: StreamRequest) -> None:
+async def subscribe_stream(hub: Node, connection: Connection, request: StreamRequest) -> None:
     """Subscribe a stream to its channels, recovering from ``Last-Event-ID``, then queue
     the ``id:``-only frame that records its position."""
     channels = request.channels

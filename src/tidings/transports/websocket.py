@@ -25,7 +25,7 @@ from tidings.core.session import Frame, State, Wire
 from tidings.core.wire import WebSocketWire
 from tidings.dispatch import dispatch, error_frame
 from tidings.errors import TidingsError
-from tidings.hub import Hub
+from tidings.node import Node
 from tidings.transports.common import (
     StreamRequest,
     admit,
@@ -50,7 +50,7 @@ log = logging.getLogger("tidings.websocket")
 class WebSocketEndpoint:
     """``/ws`` and ``/ws/events``."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Node) -> None:
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,7 +93,7 @@ class WebSocketEndpoint:
                 else:
                     await send({"type": "websocket.send", "text": frame})
 
-        clock = PingClock(connection)
+        clock = PingClock(connection, self.hub.settings.ping_interval)
         ended = await connection.serve(
             send_frames,
             tick=clock.interval,
@@ -144,7 +144,7 @@ def connected_frame(connection: Connection) -> str:
 
 
 async def subscribe_all(
-    hub: Hub, connection: Connection, channels: tuple[str, ...], types: frozenset[str] | None
+    hub: Node, connection: Connection, channels: tuple[str, ...], types: frozenset[str] | None
 ) -> None:
     """Subscribe to the channels given in the URL; a refusal is an ``error`` message."""
     for channel in channels:
@@ -154,7 +154,7 @@ async def subscribe_all(
             connection.session.push_control(error_frame(exc))
 
 
-async def handle_message(hub: Hub, connection: Connection, payload: str | bytes) -> bool:
+async def handle_message(hub: Node, connection: Connection, payload: str | bytes) -> bool:
     """Carry out one client message; False once the connection should stop reading."""
     session = connection.session
     connection.last_seen = time.monotonic()
@@ -174,9 +174,9 @@ class PingClock:
 
     __slots__ = ("connection", "interval", "last_ping")
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, interval: float) -> None:
         self.connection = connection
-        self.interval = connection.hub.settings.ping_interval
+        self.interval = interval
         self.last_ping = time.monotonic()
 
     def tick(self) -> None:
@@ -197,7 +197,7 @@ async def _park() -> None:
 
 
 async def open_websocket(
-    hub: Hub, scope: Scope, wire: Wire, on_ready: Callable[[], None] | None = None
+    hub: Node, scope: Scope, wire: Wire, on_ready: Callable[[], None] | None = None
 ) -> tuple[Connection, StreamRequest]:
     """Admit a WebSocket request (its origin already checked) and open its connection;
     raise :class:`TidingsError` if refused. The request's channels are the admitted ones.

@@ -1,0 +1,98 @@
+"""The admission gate: who may open a stream, as whom, on which channels.
+
+One object per hub holds what admission needs: the connection rate limiter, the
+authenticator (with its revocations), the connect hook and the access policy. Both
+stream paths call :meth:`Gate.admit` with the facts of a request; nothing here knows a
+transport. What must never happen: a stream that follows a channel its identity may not
+read, or a refusal that does not say which rule refused it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from tidings.auth.authenticator import Authenticator, credential_from
+from tidings.auth.policy import authorize_subscribe
+from tidings.auth.revocation import Revocations
+from tidings.core.channels import personal_channel
+from tidings.core.request import RequestFacts, client_ip
+from tidings.errors import BadRequest, LimitExceeded
+from tidings.hooks import ConnectHook, HttpConnectHook, decide
+from tidings.identity import Identity
+from tidings.ratelimit import RateLimiter
+from tidings.settings import Settings
+
+__all__ = ["Admission", "Gate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Who may open the stream, and the channels it follows from the start."""
+
+    identity: Identity
+    channels: tuple[str, ...]
+
+
+class Gate:
+    """Rate limits, credentials, the connect hook and the channel rights of one hub."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.revocations = Revocations()
+        self.authenticator = Authenticator(settings, self.revocations)
+        self.connection_limiter = RateLimiter(settings.connection_rate, 60.0)
+        self.publish_limiter = RateLimiter(settings.publish_rate, 1.0)
+        self.connect_hook: ConnectHook | None = (
+            HttpConnectHook(settings.connect_hook) if settings.connect_hook else None
+        )
+
+    def identify(self, facts: RequestFacts) -> Identity:
+        """The identity of a request's credential (``?token=``, bearer, cookie)."""
+        return self.authenticator.authenticate(credential_from(facts.query_string, facts.headers))
+
+    async def admit(
+        self, facts: RequestFacts, channels: Iterable[str], transport: str
+    ) -> Admission:
+        """Decide whether a stream may open, as whom, and on which channels.
+
+        In order: the connection rate per IP, the credential, the connect hook, then the
+        right to every requested channel. The personal channel of an identified client
+        is always added.
+        """
+        wait = self.connection_limiter.hit(client_ip(facts.peer))
+        if wait is not None:
+            raise LimitExceeded(
+                "too many new connections from this address (the connection_rate setting)",
+                code="rate_limited",
+                retry_after=wait,
+            )
+        identity = self.identify(facts)
+        requested = list(channels)
+        chosen = list(requested)
+        hook = self.connect_hook
+        if hook is not None:
+            decision = await decide(
+                hook,
+                identity,
+                {"transport": transport, "channels": requested},
+                wait=self.settings.connect_hook_timeout,
+            )
+            allowed = decision.allowed if decision.allowed is not None else identity.subscribe
+            if allowed is not None:
+                identity = replace(identity, subscribe=(*allowed, *decision.subscribe))
+            chosen.extend(decision.subscribe)
+        if identity.client_id is not None and identity.claims:
+            chosen.append(personal_channel(identity.client_id))
+        unique = tuple(dict.fromkeys(chosen))
+        authorize_subscribe(identity, unique)
+        if len(unique) > self.settings.max_subscriptions:
+            raise BadRequest(
+                f"a stream may follow at most {self.settings.max_subscriptions} channels",
+                code="too_many_subscriptions",
+            )
+        return Admission(identity, unique)
+
+    async def aclose(self) -> None:
+        if isinstance(self.connect_hook, HttpConnectHook):
+            await self.connect_hook.aclose()

@@ -1,0 +1,545 @@
+"""The hub's engine: publishing, subscribing, connections, lifecycle and commands.
+
+Publishing validates an event and hands it to the broker, which appends it to the store
+(assigning its position) and brings it back to :meth:`FanOut.on_event
+<tidings.fanout.FanOut.on_event>` on every node. There the local subscribers of the
+channel each get the same :class:`~tidings.core.events.EncodedEvent`; sessions only queue
+frames, so fan-out never waits for a socket and a slow client never slows anyone else.
+
+:class:`Node` knows no web framework; :class:`tidings.hub.Hub` adds the ASGI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, Self
+
+import orjson
+
+from tidings.auth.authenticator import Authenticator
+from tidings.auth.revocation import Revocations
+from tidings.backends import broker_from_url, presence_from_url, store_from_url
+from tidings.backends.base import Broker, NewEvent, Presence, Store, StoreLimits
+from tidings.connection import Connection, Transport
+from tidings.core.channels import personal_channel, validate_channel, validate_type
+from tidings.core.events import Event, now_timestamp
+from tidings.core.history import HistoryPage
+from tidings.core.session import Wire
+from tidings.errors import BadRequest, InvalidEvent, NotFound, TidingsError, TooLarge, Unavailable
+from tidings.fanout import FanOut
+from tidings.gate import Gate
+from tidings.hooks import ConnectHook
+from tidings.identity import Identity
+from tidings.nowait import NowaitQueue
+from tidings.presence import PresenceTracker
+from tidings.ratelimit import RateLimiter
+from tidings.registry import Counters, Registry
+from tidings.settings import Settings
+
+__all__ = ["CommandHandler", "Node", "Publication"]
+
+log = logging.getLogger("tidings.hub")
+
+CommandHandler = Callable[[Identity, dict[str, Any]], Awaitable[Any]]
+ConnectionCallback = Callable[[Connection], Awaitable[None] | None]
+
+#: How long a client-level revocation is kept when the tokens' expiry is unknown.
+REVOCATION_TTL = 24 * 3600.0
+
+
+class Publication(NamedTuple):
+    """One event to publish, as the HTTP API and the embedding API take it.
+
+    A named tuple: immutable, and cheap to make once per published event.
+    """
+
+    channel: str
+    type: str = "message"
+    data: Any = None
+    idempotency_key: str | None = None
+
+
+class Node:
+    """A hub without its web front: see :class:`tidings.hub.Hub`, which is what to use."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        broker: Broker | None = None,
+        presence: Presence | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        limits = StoreLimits(
+            history_size=self.settings.history_size, history_ttl=self.settings.history_ttl
+        )
+        if broker is not None:
+            if store is not None and broker.store is not store:
+                raise ValueError("the broker given appends to another store than the one given")
+            self.broker: Broker = broker
+        else:
+            self.broker = broker_from_url(
+                self.settings.broker, store or store_from_url(self.settings.store, limits)
+            )
+        #: Where history is read; the broker appends to it.
+        self.store: Store = self.broker.store
+        self.registry = Registry(
+            max_connections=self.settings.max_connections,
+            max_connections_per_client=self.settings.max_connections_per_client,
+        )
+        self.counters: Counters = self.registry.counters
+        #: This node's open connections by id.
+        self.connections: dict[str, Connection] = self.registry.connections
+        self.fanout = FanOut(
+            self.store, history_size=self.settings.history_size, on_change=self._changed
+        )
+        self.presence_tracker = PresenceTracker(
+            presence or presence_from_url(self.settings.broker), self.fanout
+        )
+        self._commands: dict[str, CommandHandler] = {}
+        self.gate = Gate(self.settings)
+        self._on_connect: list[ConnectionCallback] = []
+        self._on_disconnect: list[ConnectionCallback] = []
+        self._callback_tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
+        self._stopping = False
+        self.nowait: NowaitQueue[Publication] = NowaitQueue(
+            self._publish_one, on_failure=self.counters.nowait_failure
+        )
+
+    # -- the gate's parts, where embedding code and the API reach them ----------------------
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self.gate.authenticator
+
+    @property
+    def revocations(self) -> Revocations:
+        return self.gate.revocations
+
+    @property
+    def connection_limiter(self) -> RateLimiter:
+        return self.gate.connection_limiter
+
+    @property
+    def publish_limiter(self) -> RateLimiter:
+        return self.gate.publish_limiter
+
+    @property
+    def connect_hook(self) -> ConnectHook | None:
+        return self.gate.connect_hook
+
+    @connect_hook.setter
+    def connect_hook(self, hook: ConnectHook | None) -> None:
+        self.gate.connect_hook = hook
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        """Connect the backends. Idempotent."""
+        if self._started:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        await self.broker.start(self.fanout.on_event, self._on_control, self.fanout.resync)
+        self.presence_tracker.start()
+        self.nowait.start()
+        self._started = True
+        log.info(
+            "hub started (store %s, broker %s)",
+            _scheme(self.settings.store),
+            _scheme(self.settings.broker),
+        )
+
+    async def stop(self, *, grace: float = 3.0) -> None:
+        """Publish what ``publish_nowait`` queued, close every connection with
+        ``server_shutdown``, then the backends. Idempotent."""
+        if not self._started:
+            return
+        await self.nowait.flush(grace=grace)
+        await self.close_connections("server_shutdown", grace=grace)
+        self._started = False
+        await self.nowait.stop()
+        await self.gate.aclose()
+        await self.fanout.close()
+        await self.presence_tracker.stop()
+        await self.broker.close()
+        await self.store.close()
+        log.info("hub stopped")
+
+    async def close_connections(self, reason: str, *, grace: float = 3.0) -> None:
+        """Send every connection ``disconnect`` with ``reason``; wait up to ``grace`` s.
+
+        New connections are refused from here on.
+        """
+        self._stopping = True
+        for connection in list(self.connections.values()):
+            connection.close(reason)
+        await self.registry.all_closed(grace)
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def _validate(self, publication: Publication) -> NewEvent:
+        channel = validate_channel(publication.channel)
+        event_type = validate_type(publication.type)
+        try:
+            size = len(orjson.dumps(publication.data))
+        except TypeError as exc:
+            raise InvalidEvent(f"data is not JSON-serialisable: {exc}") from None
+        if size > self.settings.max_event_size:
+            raise TooLarge(
+                f"event data is {size} bytes, over the limit of {self.settings.max_event_size}",
+                code="event_too_large",
+            )
+        key = publication.idempotency_key
+        if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+            raise InvalidEvent("idempotency_key must be 1-200 characters")
+        return NewEvent(channel, event_type, publication.data, now_timestamp(), key)
+
+    async def publish(
+        self,
+        channel: str,
+        type: str = "message",  # noqa: A002 - SPEC's name for the event type
+        data: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Event:
+        """Publish one event; return it as stored. Never waits for subscribers."""
+        (event,) = await self.publish_many([Publication(channel, type, data, idempotency_key)])
+        return event
+
+    async def publish_many(self, publications: Sequence[Publication]) -> list[Event]:
+        """Publish a batch in order; all are validated before any is stored."""
+        if len(publications) > self.settings.max_batch_size:
+            raise TooLarge(
+                f"a batch holds at most {self.settings.max_batch_size} events",
+                code="batch_too_large",
+            )
+        if not self._started:
+            raise Unavailable("the hub is not started")
+        new = [self._validate(p) for p in publications]
+        stored = await self.broker.publish(new)
+        self.counters.published += sum(created for _, created in stored)
+        return [event for event, _ in stored]
+
+    def publish_nowait(
+        self,
+        channel: str,
+        type: str = "message",  # noqa: A002 - SPEC's name for the event type
+        data: Any = None,
+    ) -> None:
+        """Fire-and-forget publish, safe from sync code and from any thread.
+
+        Events are published in call order by one background task. A failure (invalid
+        event, backend down, hub not started, backlog of 10,000 full) is logged and
+        counted, never raised into the caller.
+        """
+        if not self._started:
+            self.nowait.failed("publish_nowait before the hub started; event dropped")
+            return
+        self.nowait.put(Publication(channel, type, data))
+
+    async def _publish_one(self, publication: Publication) -> None:
+        await self.publish_many([publication])
+
+    # -- fan-out -----------------------------------------------------------------------
+
+    def _changed(self, channel: str) -> None:
+        self.presence_tracker.changed(channel)
+
+    def _on_control(self, message: dict[str, Any]) -> None:
+        """Cluster-wide control messages, applied on every node (this one included)."""
+        if message.get("type") != "disconnect_client":
+            return
+        client_id = str(message.get("client_id"))
+        reason = str(message.get("reason") or "disconnected")
+        targets = list(self.clients(client_id))
+        if message.get("revoke"):
+            at = float(message.get("at") or time.time())
+            expiries = [c.identity.expires_at for c in targets if c.identity.expires_at]
+            self.revocations.revoke(
+                client_id,
+                token_ids=[c.identity.token_id for c in targets if c.identity.token_id],
+                until=max([at + REVOCATION_TTL, *expiries]),
+                at=at,
+            )
+        for connection in targets:
+            connection.close(reason)
+
+    async def disconnect_client(
+        self, client_id: str, reason: str = "disconnected", *, revoke: bool = False
+    ) -> None:
+        """Close every connection of ``client_id`` on every node with ``reason``.
+
+        With ``revoke``, the client's current tokens are refused until they expire (a
+        token issued after this call is accepted again).
+        """
+        message = {
+            "type": "disconnect_client",
+            "client_id": client_id,
+            "reason": reason,
+            "revoke": revoke,
+            "at": time.time(),
+        }
+        with _unavailable("broker control publish", "the broker cannot be reached"):
+            await self.broker.publish_control(message)
+
+    async def publish_to_client(
+        self,
+        client_id: str,
+        type: str = "message",  # noqa: A002 - SPEC's name for the event type
+        data: Any = None,
+    ) -> Event:
+        """Publish to ``client_id``'s personal channel (all its connections, every node)."""
+        return await self.publish(personal_channel(client_id), type, data)
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    def set_connect_hook(self, hook: ConnectHook) -> ConnectHook:
+        """Use ``hook`` (async ``(identity, request) -> {"channels", "allowed"}``) at connect."""
+        self.connect_hook = hook
+        return hook
+
+    def on_connect(self, callback: ConnectionCallback) -> ConnectionCallback:
+        """Call ``callback(connection)`` after a stream connection opens."""
+        self._on_connect.append(callback)
+        return callback
+
+    def on_disconnect(self, callback: ConnectionCallback) -> ConnectionCallback:
+        """Call ``callback(connection)`` after a stream connection ends."""
+        self._on_disconnect.append(callback)
+        return callback
+
+    def _notify(self, callbacks: list[ConnectionCallback], connection: Connection) -> None:
+        for callback in callbacks:
+            try:
+                result = callback(connection)
+            except Exception:
+                log.exception("connection callback failed", extra=connection.log_extra())
+                continue
+            if result is not None:
+                task = asyncio.ensure_future(self._await_callback(result, connection))
+                self._callback_tasks.add(task)
+                task.add_done_callback(self._callback_tasks.discard)
+
+    async def _await_callback(self, result: Awaitable[None], connection: Connection) -> None:
+        try:
+            await result
+        except Exception:
+            log.exception("connection callback failed", extra=connection.log_extra())
+
+    # -- connections and subscriptions -------------------------------------------------
+
+    def open_connection(
+        self,
+        *,
+        transport: Transport,
+        wire: Wire,
+        identity: Identity,
+        remote: str | None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> Connection:
+        """Register a new connection, or raise when a connection limit is hit.
+
+        ``on_ready`` is called whenever the connection's outbox stops being empty (the
+        native data plane flushes it); without it, :meth:`Connection.pump` sends frames.
+        """
+        if self._stopping or not self._started:
+            raise Unavailable("the hub is shutting down")
+        self.registry.check_room(identity)
+        client_id = identity.client_id
+        connection = Connection(
+            transport=transport,
+            wire=wire,
+            identity=identity,
+            remote=remote,
+            max_frames=self.settings.queue_size,
+            max_bytes=self.settings.queue_bytes,
+            slow_consumer=self.settings.slow_consumer,
+            on_ready=on_ready,
+        )
+        connection.session.open()
+        self.registry.add(connection)
+        if self.settings.max_connection_age is not None:
+            connection.close_at(time.time() + self.settings.max_connection_age, "max_age")
+        if identity.expires_at is not None:
+            connection.expire_at(identity.expires_at)
+        log.info(
+            "connected",
+            extra={**connection.log_extra(), "client_id": client_id or "-"},
+        )
+        self._notify(self._on_connect, connection)
+        return connection
+
+    def close_connection(self, connection: Connection) -> None:
+        """Forget a connection whose transport has ended. Idempotent."""
+        if not self.registry.remove(connection):
+            return
+        session = connection.session
+        for channel in list(session.subscriptions):
+            self._forget(connection, channel)
+        log.info(
+            "disconnected",
+            extra={**connection.log_extra(), "reason": session.close_reason or "client_gone"},
+        )
+        connection.release()
+        self._notify(self._on_disconnect, connection)
+
+    def _forget(self, connection: Connection, channel: str) -> None:
+        self.fanout.discard(channel, connection)
+
+    async def subscribe(
+        self,
+        connection: Connection,
+        channel: str,
+        *,
+        types: frozenset[str] | None = None,
+        since: str | None = None,
+        request_id: str | int | None = None,
+    ) -> None:
+        """Subscribe ``connection`` to ``channel``, recovering from ``since`` if given.
+
+        The connection is registered for live events *before* history is read; the
+        session buffers those until the history arrives and then drops the overlap, so
+        resume has no gap and no duplicate.
+        """
+        session = connection.session
+        if (
+            channel not in session.subscriptions
+            and len(session.subscriptions) >= self.settings.max_subscriptions
+        ):
+            raise BadRequest(
+                f"a connection may follow at most {self.settings.max_subscriptions} channels",
+                code="too_many_subscriptions",
+                request_id=request_id,
+            )
+        session.begin_subscribe(channel, types=types, since=since, request_id=request_id)
+        self.fanout.add(channel, connection)
+        limit = self.settings.history_size if since is not None else 0
+        try:
+            page = await self.store.read(channel, since=since, limit=limit)
+        except Exception as exc:
+            session.subscriptions.pop(channel, None)
+            self._forget(connection, channel)
+            log.warning("store read failed: %s", type(exc).__name__, extra=connection.log_extra())
+            raise Unavailable("history cannot be read right now", request_id=request_id) from None
+        # Release live events held since the registration, then settle the session: it
+        # buffered them and now emits history, then those that follow it.
+        self.fanout.started(channel, page.position)
+        session.finish_subscribe(channel, page)
+
+    def unsubscribe(
+        self, connection: Connection, channel: str, *, request_id: str | int | None = None
+    ) -> None:
+        if not connection.session.unsubscribe(channel, request_id):
+            raise NotFound(
+                f"not subscribed to {channel!r}", code="not_subscribed", request_id=request_id
+            )
+        self._forget(connection, channel)
+
+    async def history(
+        self, channel: str, *, since: str | None = None, limit: int = 100
+    ) -> HistoryPage:
+        """Events of ``channel`` after ``since`` (or the newest ``limit``), oldest first."""
+        validate_channel(channel)
+        with _unavailable("store read", "history cannot be read right now"):
+            return await self.store.read(channel, since=since, limit=limit)
+
+    # -- commands -------------------------------------------------------------------------
+
+    def command(self, name: str) -> Callable[[CommandHandler], CommandHandler]:
+        """Register an async command handler: ``@hub.command("job.cancel")``."""
+
+        def register(handler: CommandHandler) -> CommandHandler:
+            self._commands[name] = handler
+            return handler
+
+        return register
+
+    def command_handler(self, name: str) -> CommandHandler | None:
+        return self._commands.get(name)
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def channel_stats(self) -> list[dict[str, Any]]:
+        """Channels with local subscribers, busiest first."""
+        counts = sorted(
+            ((channel, len(subs)) for channel, subs in self.fanout.subscribers.items()),
+            key=lambda item: (-item[1], item[0]),
+        )
+        return [{"channel": channel, "subscribers": count} for channel, count in counts]
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        """Connections and distinct client ids following ``channel`` on every node."""
+        validate_channel(channel)
+        try:
+            entry = await self.presence_tracker.get(channel)
+        except Exception as exc:
+            log.warning("presence read failed: %s", type(exc).__name__)
+            raise Unavailable("presence cannot be read right now") from None
+        return {
+            "channel": channel,
+            "connections": entry.connections,
+            "clients": list(entry.clients),
+        }
+
+    def subscriptions_count(self) -> int:
+        return sum(len(subs) for subs in self.fanout.subscribers.values())
+
+    def delivered_total(self) -> int:
+        return self.registry.delivered_total()
+
+    def dropped_total(self) -> int:
+        return self.registry.dropped_total()
+
+    def connections_by_transport(self) -> dict[str, int]:
+        return self.registry.by_transport()
+
+    def clients(self, client_id: str) -> Iterable[Connection]:
+        """This node's connections of ``client_id``."""
+        return self.registry.clients(client_id)
+
+    async def ready(self) -> dict[str, str]:
+        """Check the store and broker; raise :class:`Unavailable` naming the one that failed."""
+        for name, backend in (("store", self.store), ("broker", self.broker)):
+            try:
+                await asyncio.wait_for(backend.ping(), timeout=2.0)
+            except Exception:
+                raise Unavailable(f"the {name} cannot be reached") from None
+        return {"store": "ok", "broker": "ok"}
+
+
+@contextlib.contextmanager
+def _unavailable(action: str, message: str) -> Iterator[None]:
+    """Turn a backend's failure into :class:`Unavailable` (503) with ``message``.
+
+    Only the exception's type is logged: backend errors can carry URLs with passwords.
+    """
+    try:
+        yield
+    except TidingsError:
+        raise
+    except Exception as exc:
+        log.warning("%s failed: %s", action, type(exc).__name__)
+        raise Unavailable(message) from None
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0] or url
