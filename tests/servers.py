@@ -67,19 +67,23 @@ async def serving(server: uvicorn.Server) -> AsyncIterator[int]:
         sock.close()
 
 
+#: The stream path of the test that runs now: set by the ``stream_path`` fixture.
+STREAM_PATH = "native"
+
+
 @contextlib.asynccontextmanager
 async def running_hub(hub: Hub | None = None, **settings: Any) -> AsyncIterator[RunningHub]:
     """Serve a hub on a free port of 127.0.0.1 until the block ends.
 
-    Streams are served by the native data plane, as under ``tidings serve``, unless
-    ``TIDINGS_DATA_PLANE=asgi`` asks for the ASGI endpoints (``scripts/test`` runs the
-    stream suites both ways).
+    Streams are served on the path of the ``stream_path`` fixture (see tests/conftest.py):
+    natively, as under ``tidings serve``, unless a test marked ``streams`` runs on the ASGI
+    endpoints, which an embedded hub uses. A ``data_plane`` setting given here wins.
     """
-    if "data_plane" not in settings and os.environ.get("TIDINGS_DATA_PLANE"):
-        settings["data_plane"] = os.environ["TIDINGS_DATA_PLANE"]
+    path = settings.pop("data_plane", None) or STREAM_PATH
     hub = hub or Hub(Settings(**settings))
+    served = hub.settings.model_copy(update={"data_plane": path})
     # The port is only known once bound; uvicorn's config port is not used with sockets=.
-    server = HubServer(build_config(hub, hub.settings, log_level="warning"), hub)
+    server = HubServer(build_config(hub, served, log_level="warning"), hub)
     async with serving(server) as port:
         yield RunningHub(hub, server, port)
 

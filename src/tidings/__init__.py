@@ -14,11 +14,10 @@ with per-channel history and exact resume.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from tidings.core.events import Event
 from tidings.hub import Hub, Publication
 from tidings.identity import Identity
 from tidings.settings import Settings, load_settings
+from tidings.version import __version__
 
 __all__ = ["Event", "Hub", "Identity", "Publication", "Settings", "__version__", "load_settings"]

@@ -131,7 +131,7 @@ def serve(
         err.print(f"[red]tidings:[/red] {problem}")
         raise typer.Exit(2)
     from tidings.backends.sqlite import SQLiteStoreError
-    from tidings.server import run
+    from tidings.workers import run
 
     try:
         run(settings)

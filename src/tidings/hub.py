@@ -9,7 +9,10 @@ from __future__ import annotations
 from starlette.types import ASGIApp
 
 from tidings.api.app import build_app
+from tidings.backends.base import Broker, Presence, Store
 from tidings.node import CommandHandler, Node, Publication
+from tidings.settings import Settings
+from tidings.streams.services import Streams
 
 __all__ = ["CommandHandler", "Hub", "Publication"]
 
@@ -24,10 +27,22 @@ class Hub(Node):
         await hub.publish("alerts", "disk_full", {"host": "db1"})
     """
 
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        broker: Broker | None = None,
+        presence: Presence | None = None,
+    ) -> None:
+        super().__init__(settings, store=store, broker=broker, presence=presence)
+        #: The clock and flusher every stream of this hub shares, on either path.
+        self.streams = Streams(self)
+
     def asgi_app(self) -> ASGIApp:
         """The hub's HTTP, SSE and WebSocket endpoints as one ASGI app.
 
         Mount it inside an existing app (``app.mount("/realtime", hub.asgi_app())``); its
         lifespan starts and stops the hub when the hub is not started otherwise.
         """
-        return build_app(self)
+        return build_app(self.streams)

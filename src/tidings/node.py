@@ -28,6 +28,7 @@ from tidings.connection import Connection, Transport
 from tidings.core.channels import personal_channel, validate_channel, validate_type
 from tidings.core.events import Event, now_timestamp
 from tidings.core.history import HistoryPage
+from tidings.core.request import Peer
 from tidings.core.session import Wire
 from tidings.errors import BadRequest, InvalidEvent, NotFound, TidingsError, TooLarge, Unavailable
 from tidings.fanout import FanOut
@@ -353,13 +354,13 @@ class Node:
         transport: Transport,
         wire: Wire,
         identity: Identity,
-        remote: str | None,
-        on_ready: Callable[[], None] | None = None,
+        peer: Peer | None,
+        on_ready: Callable[[], None],
     ) -> Connection:
         """Register a new connection, or raise when a connection limit is hit.
 
-        ``on_ready`` is called whenever the connection's outbox stops being empty (the
-        native data plane flushes it); without it, :meth:`Connection.pump` sends frames.
+        ``on_ready`` is called whenever the connection's outbox stops being empty: the
+        stream that owns the connection then hands its frames to the transport.
         """
         if self._stopping or not self._started:
             raise Unavailable("the hub is shutting down")
@@ -369,7 +370,7 @@ class Node:
             transport=transport,
             wire=wire,
             identity=identity,
-            remote=remote,
+            peer=peer,
             max_frames=self.settings.queue_size,
             max_bytes=self.settings.queue_bytes,
             slow_consumer=self.settings.slow_consumer,

@@ -16,14 +16,12 @@ from typing import Any
 
 import uvicorn
 
-from tidings.backends import redact_url
 from tidings.dataplane.front import FrontProtocol
 from tidings.dataplane.plane import DataPlane
 from tidings.hub import Hub
-from tidings.logs import configure_logging
 from tidings.settings import Settings
 
-__all__ = ["HubServer", "build_config", "run"]
+__all__ = ["HubServer", "build_config"]
 
 log = logging.getLogger("tidings.server")
 
@@ -72,27 +70,7 @@ def build_config(hub: Hub, settings: Settings, **overrides: Any) -> uvicorn.Conf
     if settings.data_plane == "native":
         # Streams are served natively on the same port; everything else by the ASGI app.
         plane = DataPlane(
-            hub, proxy_headers=config.proxy_headers, trusted=config.forwarded_allow_ips
+            hub.streams, proxy_headers=config.proxy_headers, trusted=config.forwarded_allow_ips
         )
         config.http = functools.partial(FrontProtocol, plane=plane)  # type: ignore[assignment]
     return config
-
-
-def run(settings: Settings) -> None:
-    """Serve ``settings`` until interrupted (``tidings serve``)."""
-    configure_logging(settings.log_format, settings.log_level)
-    if settings.workers > 1:
-        from tidings.workers import serve_workers
-
-        serve_workers(settings)
-        return
-    hub = Hub(settings)
-    server = HubServer(build_config(hub, settings), hub)
-    log.info(
-        "tidings serving on http://%s:%s/ (store %s, broker %s)",
-        settings.host,
-        settings.port,
-        redact_url(settings.store),
-        redact_url(settings.broker),
-    )
-    server.run()

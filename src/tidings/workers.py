@@ -1,4 +1,4 @@
-"""``tidings serve --workers N``: N hub processes on one port.
+"""``tidings serve``: one hub process, or with ``--workers N`` N hub processes on one port.
 
 Each worker (spawned, so no state leaks between them) listens on the port with its own
 ``SO_REUSEPORT`` socket, so the kernel spreads new connections across the workers; a
@@ -96,3 +96,26 @@ def serve_workers(settings: Settings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def run(settings: Settings) -> None:
+    """Serve ``settings`` until interrupted (``tidings serve``): in this process, or in
+    ``settings.workers`` worker processes."""
+    from tidings.hub import Hub
+    from tidings.logs import configure_logging
+    from tidings.server import HubServer, build_config
+
+    configure_logging(settings.log_format, settings.log_level)
+    if settings.workers > 1:
+        serve_workers(settings)
+        return
+    hub = Hub(settings)
+    server = HubServer(build_config(hub, settings), hub)
+    log.info(
+        "tidings serving on http://%s:%s/ (store %s, broker %s)",
+        settings.host,
+        settings.port,
+        redact_url(settings.store),
+        redact_url(settings.broker),
+    )
+    server.run()

@@ -14,6 +14,8 @@ import pytest
 from tests.servers import HubProcess, free_port, start_process
 from tidings.client import Backoff, Client, Event, Status, StatusChange
 
+pytestmark = pytest.mark.streams
+
 CHANNEL = "orders"
 TOTAL = 500
 RESTART_AFTER = (150, 330)

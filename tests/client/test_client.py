@@ -25,6 +25,8 @@ from tidings.client import (
 )
 from tidings.client.sync import SyncClient, subscribe
 
+pytestmark = pytest.mark.streams
+
 TRANSPORTS = ["websocket", "sse"]
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 API_KEY = "key-for-the-admin-service-0123456789"

@@ -18,6 +18,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.servers import RunningHub, running_hub
 from tidings.auth.tokens import mint_token
 
+pytestmark = pytest.mark.streams
+
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 API_KEY = "key-for-the-publisher-service-0123456789"
 CHANNEL = "tenant:acme/alerts"

@@ -18,6 +18,8 @@ from tests.servers import RunningHub, running_app, running_hub
 from tidings.core.protocol import CloseCode
 from tidings.hub import Hub
 
+pytestmark = pytest.mark.streams
+
 WITNESS = "witness"
 
 

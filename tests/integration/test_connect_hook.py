@@ -30,6 +30,8 @@ from tidings.auth.tokens import mint_token
 from tidings.core.protocol import CloseCode
 from tidings.identity import Identity
 
+pytestmark = pytest.mark.streams
+
 SECRET = "connect-hook-test-secret-long-enough-for-hs256"
 HOOK_TIMEOUT = 1.0
 GROUPS = {"channels": ["group:1", "group:2"], "allowed": ["group:9"]}

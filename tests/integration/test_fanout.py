@@ -7,9 +7,12 @@ import asyncio
 import json
 
 import httpx
+import pytest
 import websockets
 
 from tests.servers import RunningHub
+
+pytestmark = pytest.mark.streams
 
 
 async def _subscriber(url: str, ready: asyncio.Event, counter: list[int], total: int) -> list[int]:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import ClientConnection
@@ -29,6 +30,8 @@ from websockets.asyncio.client import ClientConnection
 from tests.servers import RunningHub, running_hub
 from tidings.connection import Connection
 from tidings.core.session import Session
+
+pytestmark = pytest.mark.streams
 
 CYCLES = 1000
 BATCH = 50

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -24,6 +25,8 @@ from tidings.auth.tokens import mint_token
 from tidings.connection import Connection
 from tidings.core.protocol import CloseCode
 from tidings.ratelimit import RateLimiter
+
+pytestmark = pytest.mark.streams
 
 SECRET = "rate-limit-test-secret-long-enough-for-hs256"
 

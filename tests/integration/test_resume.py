@@ -17,6 +17,8 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from tests.servers import RunningHub, running_hub
 from tidings.core.sse import SSEDecoder
 
+pytestmark = pytest.mark.streams
+
 
 async def _publish(http: httpx.AsyncClient, channel: str, n: int, tag: str = "") -> list[dict]:
     stored = []

@@ -16,6 +16,8 @@ import websockets
 
 from tests.servers import RunningHub, running_hub
 
+pytestmark = pytest.mark.streams
+
 PAYLOAD = "x" * 4000
 
 

@@ -12,6 +12,8 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.servers import RunningHub, running_hub
 
+pytestmark = pytest.mark.streams
+
 
 async def _recv(ws: websockets.ClientConnection, kind: str) -> dict[str, Any]:
     async with asyncio.timeout(5):

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tidings import __version__
 from tidings.api.docs import STREAM_PATHS
 from tidings.api.errors import install_error_handlers
 from tidings.api.models import BatchPublishRequest, EventOut, PublishRequest
@@ -22,9 +20,14 @@ from tidings.api.publish import PublishEndpoint
 from tidings.api.routes import build_router
 from tidings.api.static import mount_static
 from tidings.logs import choose_request_id, install_redaction, request_id_var
-
-if TYPE_CHECKING:
-    from tidings.node import Node
+from tidings.node import Node
+from tidings.streams.cors import Cors
+from tidings.streams.routes import STREAM_ROUTES
+from tidings.streams.services import Streams
+from tidings.transports.cors import CorsMiddleware
+from tidings.transports.sse import SSEEndpoint
+from tidings.transports.websocket import WebSocketEndpoint
+from tidings.version import __version__
 
 __all__ = ["build_app"]
 
@@ -75,10 +78,9 @@ class LazyStart:
         await self.app(scope, receive, send)
 
 
-def build_app(hub: Node) -> ASGIApp:
-    """Build the ASGI app serving ``hub``."""
-    from tidings.transports.sse import SSEEndpoint
-    from tidings.transports.websocket import WebSocketEndpoint
+def build_app(streams: Streams) -> ASGIApp:
+    """Build the ASGI app serving the hub of ``streams``."""
+    hub = streams.node
 
     install_redaction()  # uvicorn logs request paths: ?token= must not reach the logs
 
@@ -103,37 +105,19 @@ def build_app(hub: Node) -> ASGIApp:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    if hub.settings.allowed_origins:
-        # Browsers on the allowed origins may also call the API and open EventSource
-        # cross-origin (with credentials, for cookie tokens).
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(hub.settings.allowed_origins),
-            allow_credentials="*" not in hub.settings.allowed_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
-            max_age=600,
-        )
-    sse = SSEEndpoint(hub)
-    ws = WebSocketEndpoint(hub)
-    app.router.routes.extend(
-        [
-            # Ahead of the documented FastAPI route, which it serves (see api/publish.py).
-            Route(
-                "/api/v1/publish", PublishEndpoint(hub), methods=["POST"], include_in_schema=False
-            ),
-            Route("/api/v1/events", sse, methods=["GET"], include_in_schema=False),
-            Route(
-                "/api/v1/channels/{channel:path}/events/stream",
-                sse,
-                methods=["GET"],
-                include_in_schema=False,
-            ),
-            WebSocketRoute("/ws", ws),
-            WebSocketRoute("/ws/events", ws),
-        ]
+    sse = SSEEndpoint(streams)
+    ws = WebSocketEndpoint(streams)
+    # Ahead of the documented FastAPI route, which it serves (see api/publish.py).
+    app.router.routes.append(
+        Route("/api/v1/publish", PublishEndpoint(hub), methods=["POST"], include_in_schema=False)
     )
+    for route in STREAM_ROUTES:
+        if route.kind == "sse":
+            app.router.routes.append(
+                Route(route.path, sse, methods=["GET"], include_in_schema=False)
+            )
+        else:
+            app.router.routes.append(WebSocketRoute(route.path, ws))
     app.include_router(build_router(hub))
     mount_static(app)
 
@@ -158,7 +142,13 @@ def build_app(hub: Node) -> ASGIApp:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return RequestIdMiddleware(LazyStart(app, hub))
+    served: ASGIApp = LazyStart(app, hub)
+    cors = Cors(hub.settings.allowed_origins)
+    if cors.enabled:
+        # Browsers on the allowed origins may also call the API and open EventSource
+        # cross-origin (with credentials, for cookie tokens).
+        served = CorsMiddleware(served, cors)
+    return RequestIdMiddleware(served)
 
 
 _DESCRIPTION = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import orjson
@@ -11,17 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import Send
 
 from tidings.errors import TidingsError
+from tidings.streams.answers import error_headers
 
-__all__ = [
-    "error_body",
-    "error_headers",
-    "error_response",
-    "install_error_handlers",
-    "send_error",
-]
+__all__ = ["error_response", "install_error_handlers"]
 
 log = logging.getLogger("tidings.api")
 
@@ -41,10 +34,12 @@ _HTTP_CODES = {
 
 
 def _headers(exc: TidingsError) -> dict[str, str]:
-    if exc.retry_after is None:
-        return {}
-    # Rounded up: a client that waits this long must not be refused again.
-    return {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+    # Retry-After, as every transport gives it (the content type is the response's own).
+    return {
+        name.decode(): value.decode()
+        for name, value in error_headers(exc)
+        if name != b"content-type"
+    }
 
 
 def error_response(
@@ -54,26 +49,6 @@ def error_response(
     return Response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
     )
-
-
-def error_body(exc: TidingsError) -> bytes:
-    """The JSON body of SPEC §3 for ``exc``."""
-    return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
-
-
-def error_headers(exc: TidingsError) -> list[tuple[bytes, bytes]]:
-    """The headers of an error response for ``exc`` (without its length)."""
-    headers = [(b"content-type", b"application/json")]
-    headers.extend((name.lower().encode(), value.encode()) for name, value in _headers(exc).items())
-    return headers
-
-
-async def send_error(send: Send, exc: TidingsError) -> None:
-    """Answer a raw ASGI HTTP request with ``exc`` as a JSON error."""
-    body = error_body(exc)
-    headers = [*error_headers(exc), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,48 +1,44 @@
 """The protocol ``tidings serve`` gives uvicorn: streams natively, the rest to ASGI.
 
-Each new connection's first request head is parsed here. A WebSocket upgrade to ``/ws``
-or ``/ws/events`` and a ``GET`` of an SSE stream are admitted by the same code as the
-ASGI endpoints and then served by :mod:`tidings.dataplane.ws_stream` and
-:mod:`tidings.dataplane.sse_stream`. Anything else is handed, with every byte read so
-far, to uvicorn's own HTTP protocol, which serves it (and the rest of that keep-alive
-connection) through the ASGI app.
+Each new connection's first request head is parsed here. A WebSocket upgrade to, or a
+``GET`` of, a stream route (:mod:`tidings.streams.routes`) is served by the stream cores
+of :mod:`tidings.streams`, as the ASGI endpoints are, through the outlets of
+:mod:`tidings.dataplane.ws_stream` and :mod:`tidings.dataplane.sse_stream`. Anything else
+is handed, with every byte read so far, to uvicorn's own HTTP protocol, which serves it
+(and the rest of that keep-alive connection) through the ASGI app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any, cast
 
 import httptools
-import orjson
 from uvicorn.config import Config
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from tidings.api.errors import error_body, error_headers
+from tidings.core.request import RequestFacts, forwarded_peer
 from tidings.core.websocket import HandshakeError, accept_response, handshake_key
 from tidings.core.wire import FramedWebSocketWire
-from tidings.dataplane.http import RequestHead, cors_headers, render_head, render_response
+from tidings.dataplane.http import RequestHead, render_head, render_response
 from tidings.dataplane.plane import DataPlane
-from tidings.dataplane.sse_stream import SSEStream
+from tidings.dataplane.sse_stream import SSEOutlet
 from tidings.dataplane.websocket import WebSocketProtocol
-from tidings.dataplane.ws_stream import WebSocketStream
-from tidings.errors import TidingsError
+from tidings.dataplane.ws_stream import WebSocketOutlet
+from tidings.errors import BadRequest, TidingsError
 from tidings.logs import choose_request_id, request_id_var
-from tidings.transports.common import check_origin
-from tidings.transports.sse import HEADERS, open_stream, preamble
-from tidings.transports.websocket import open_websocket, refusal
+from tidings.streams import routes
+from tidings.streams.admission import check_origin, refusal
+from tidings.streams.answers import error_body, error_headers
+from tidings.streams.sse import HEADERS, SSEStream
+from tidings.streams.websocket import WebSocketStream
 
 __all__ = ["FrontProtocol"]
 
 log = logging.getLogger("tidings.dataplane")
 
-_WS_PATHS = frozenset({"/ws", "/ws/events"})
-_SSE_PATH = "/api/v1/events"
-_SSE_CHANNEL_PATH = re.compile(r"/api/v1/channels/(.+)/events/stream")
 #: A request head larger than this is left to uvicorn (which refuses it).
 _MAX_HEAD = 64 * 1024
 
@@ -149,18 +145,15 @@ class FrontProtocol(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        if head.method == "GET" and head.http_version == "1.1":
-            if head.path in _WS_PATHS and _is_websocket(head):
+        found = routes.match(head.path)
+        if found is not None and head.method == "GET" and head.http_version == "1.1":
+            route, params = found
+            if route.kind == "websocket" and _is_websocket(head):
                 # What followed the head in the chunk that ended it.
                 leftover = b"" if upgrade_at is None else self._received[-1][upgrade_at:]
                 self._task = self.loop.create_task(self._open_websocket(leftover))
                 return
-            channel: str | None = None
-            if head.path != _SSE_PATH:
-                match = _SSE_CHANNEL_PATH.fullmatch(head.path)
-                channel = match.group(1) if match else None
-            if (head.path == _SSE_PATH or channel is not None) and not head.upgrade:
-                params = {} if channel is None else {"channel": channel}
+            if route.kind == "sse" and not head.upgrade:
                 self._task = self.loop.create_task(self._open_sse(params))
                 return
         self._hand_off()
@@ -185,48 +178,50 @@ class FrontProtocol(asyncio.Protocol):
         inner.data_received(b"".join(self._received))
         self._received.clear()
 
-    async def _scope(self, kind: str, path_params: dict[str, str]) -> dict[str, Any]:
+    def _facts(self, path_params: dict[str, str]) -> RequestFacts:
         assert self.transport is not None
-        scope = self._head.scope(
-            kind,
-            _address(self.transport.get_extra_info("peername")),
-            _address(self.transport.get_extra_info("sockname")),
-            path_params,
-        )
+        head = self._head
+        peer = _address(self.transport.get_extra_info("peername"))
         if self.plane.proxy_headers:
-            # The same client address the ASGI app would see behind a trusted proxy.
-            proxy: Any = ProxyHeadersMiddleware(_noop, self.plane.trusted)
-            await proxy(scope, _noop, _noop)
-        return scope
+            # The same client address the ASGI app gets from uvicorn behind a proxy.
+            peer = forwarded_peer(peer, head.headers, self.plane.trusted)
+        return RequestFacts(
+            method=head.method,
+            path=head.path,
+            query_string=head.query_string,
+            headers=head.headers,
+            peer=peer,
+            path_params=path_params,
+        )
 
     # -- SSE ------------------------------------------------------------------------------
 
     async def _open_sse(self, path_params: dict[str, str]) -> None:
         transport = self.transport
         assert transport is not None
-        hub = self.plane.hub
-        scope = await self._scope("http", path_params)
+        plane = self.plane
         rid = choose_request_id(self._head.headers)
         token = request_id_var.set(rid)
         try:
             extra = [
                 (b"x-request-id", rid.encode()),
-                *cors_headers(hub.settings, self._head.header(b"origin")),
+                *plane.cors.response_headers(self._head.header_text(b"origin")),
             ]
+            stream = SSEStream(plane.streams)
+            outlet = SSEOutlet(stream, transport)
             try:
-                stream = SSEStream(self.plane, transport)
-                connection, request = await open_stream(hub, scope, stream.on_ready)
+                request = await stream.open(self._facts(path_params))
             except TidingsError as exc:
                 transport.write(
                     render_response(exc.status, [*error_headers(exc), *extra], error_body(exc))
                 )
                 transport.close()
                 return
-            self._become(stream)
+            self._become(outlet)
             head = render_head(200, [*HEADERS, (b"transfer-encoding", b"chunked"), *extra])
-            body = preamble(connection, hub.settings.sse_retry)
+            body = stream.preamble()
             transport.write(head + b"%x\r\n" % len(body) + body + b"\r\n")
-            stream.start(connection, request)
+            stream.start(request, outlet)
         finally:
             request_id_var.reset(token)
 
@@ -235,29 +230,28 @@ class FrontProtocol(asyncio.Protocol):
     async def _open_websocket(self, leftover: bytes) -> None:
         transport = self.transport
         assert transport is not None
-        hub = self.plane.hub
+        streams = self.plane.streams
         try:
             key = handshake_key(self._head.headers)
         except HandshakeError as exc:
-            body = orjson.dumps({"error": {"code": "bad_request", "message": exc.message}})
-            transport.write(render_response(400, [(b"content-type", b"application/json")], body))
+            refused = BadRequest(exc.message)
+            transport.write(render_response(400, error_headers(refused), error_body(refused)))
             transport.close()
             return
-        scope = await self._scope("websocket", {})
+        facts = self._facts({})
         try:
-            check_origin(hub, scope)
+            check_origin(streams.node, facts)
         except TidingsError:
             # Refused before the handshake, like the ASGI endpoint: the browser sees 403.
             transport.write(render_response(403, [(b"content-type", b"text/plain")], b""))
             transport.close()
             return
-        socket = WebSocketProtocol(max_size=hub.settings.max_message_size)
-        stream = WebSocketStream(self.plane, socket)
-        socket.handler = stream
+        socket = WebSocketProtocol(max_size=streams.node.settings.max_message_size)
+        stream = WebSocketStream(streams)
+        outlet = WebSocketOutlet(stream, socket)
+        socket.handler = outlet
         try:
-            connection, request = await open_websocket(
-                hub, scope, FramedWebSocketWire(), stream.on_ready
-            )
+            request = await stream.open(facts, FramedWebSocketWire())
         except TidingsError as exc:
             text, code, reason = refusal(exc)
             transport.write(accept_response(key))
@@ -267,7 +261,7 @@ class FrontProtocol(asyncio.Protocol):
             return
         transport.write(accept_response(key))
         self._become(socket)
-        stream.start(connection, request.channels, request.types)
+        stream.start(request, outlet)
         # Bytes that came with the upgrade request or while it was being admitted.
         leftover += b"".join(self._received[self._head_chunks :])
         if leftover:
@@ -290,8 +284,4 @@ def _is_websocket(head: RequestHead) -> bool:
 def _address(value: Any) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return (str(value[0]), int(value[1]))
-    return None
-
-
-async def _noop(*args: Any) -> None:
     return None

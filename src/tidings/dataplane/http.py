@@ -1,16 +1,13 @@
-"""The little HTTP/1.1 the native data plane speaks: a request head, as an ASGI-like
-scope for the shared admission code, and responses rendered to bytes."""
+"""The little HTTP/1.1 the native data plane speaks: a request head, and responses
+rendered to bytes."""
 
 from __future__ import annotations
 
 import http
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import unquote
 
-from tidings.settings import Settings
-
-__all__ = ["RequestHead", "cors_headers", "render_head", "render_response"]
+__all__ = ["RequestHead", "render_head", "render_response"]
 
 
 @dataclass(slots=True)
@@ -40,29 +37,9 @@ class RequestHead:
         path = raw.decode("latin-1")
         self.path = unquote(path) if "%" in path else path
 
-    def scope(
-        self,
-        kind: str,
-        client: tuple[str, int] | None,
-        server: tuple[str, int] | None,
-        path_params: dict[str, str],
-    ) -> dict[str, Any]:
-        """The request as the ASGI scope the shared endpoint code reads."""
-        return {
-            "type": kind,
-            "asgi": {"version": "3.0"},
-            "http_version": self.http_version,
-            "method": self.method,
-            "scheme": "ws" if kind == "websocket" else "http",
-            "path": self.path,
-            "raw_path": self.raw_path,
-            "query_string": self.query_string,
-            "root_path": "",
-            "headers": self.headers,
-            "client": client,
-            "server": server,
-            "path_params": path_params,
-        }
+    def header_text(self, name: bytes) -> str | None:
+        value = self.header(name)
+        return None if value is None else value.decode("latin-1")
 
 
 def render_head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -80,22 +57,3 @@ def render_response(status: int, headers: list[tuple[bytes, bytes]], body: bytes
         (b"connection", b"close"),
     ]
     return render_head(status, headers) + body
-
-
-def cors_headers(settings: Settings, origin: bytes | None) -> list[tuple[bytes, bytes]]:
-    """The CORS headers the ASGI app's CORS middleware would add to a simple response."""
-    allowed = settings.allowed_origins
-    if not allowed or origin is None:
-        return []
-    text = origin.decode("latin-1")
-    allow_all = "*" in allowed
-    if not allow_all and text not in allowed:
-        return []
-    headers = [
-        (b"access-control-allow-origin", origin),
-        (b"access-control-expose-headers", b"X-Request-ID, Retry-After"),
-        (b"vary", b"Origin"),
-    ]
-    if not allow_all:
-        headers.append((b"access-control-allow-credentials", b"true"))
-    return headers

@@ -1,54 +1,26 @@
-"""What every native stream of one server shares: the hub, the flusher and one clock."""
+"""What the native front of one ``tidings serve`` process is configured with."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
 
-from tidings.dataplane.flush import Flusher
+from tidings.streams.cors import Cors
+from tidings.streams.services import Streams
 
-if TYPE_CHECKING:
-    from tidings.node import Node
-
-__all__ = ["DataPlane", "Ticking"]
+__all__ = ["DataPlane"]
 
 
-class Ticking(Protocol):
-    def tick(self, now: float) -> None:
-        """Periodic upkeep: pings, heartbeats, closing stale connections."""
-
-
+@dataclass(slots=True)
 class DataPlane:
-    """The native data plane of one ``tidings serve`` process.
+    """The hub's shared stream services, and how to find a client behind a proxy
+    (uvicorn's ``proxy_headers`` and ``forwarded_allow_ips``, which the ASGI app gets
+    from uvicorn itself)."""
 
-    Pings and heartbeats need a clock, not a timer per connection: one timer goes over
-    every stream a few times per interval, and stops while there are none.
-    """
+    streams: Streams
+    proxy_headers: bool = True
+    trusted: str | list[str] = "127.0.0.1"
 
-    def __init__(self, hub: Node, *, proxy_headers: bool = True, trusted: Any = "127.0.0.1"):
-        self.hub = hub
-        self.flusher = Flusher()
-        self.proxy_headers = proxy_headers
-        self.trusted = trusted
-        settings = hub.settings
-        self.period = max(0.01, min(settings.heartbeat, settings.ping_interval) / 4)
-        self._streams: set[Ticking] = set()
-        self._timer: asyncio.TimerHandle | None = None
+    cors: Cors = field(init=False)
 
-    def add(self, stream: Ticking) -> None:
-        self._streams.add(stream)
-        if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.period, self._tick)
-
-    def discard(self, stream: Ticking) -> None:
-        self._streams.discard(stream)
-
-    def _tick(self) -> None:
-        self._timer = None
-        now = time.monotonic()
-        for stream in list(self._streams):
-            stream.tick(now)
-        if self._streams:
-            self._timer = asyncio.get_running_loop().call_later(self.period, self._tick)
+    def __post_init__(self) -> None:
+        self.cors = Cors(self.streams.node.settings.allowed_origins)

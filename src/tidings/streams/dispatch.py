@@ -10,10 +10,11 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from tidings.auth.policy import authorize_publish
+from tidings.auth.policy import authorize_publish, authorize_subscribe
 from tidings.connection import Connection
 from tidings.core import protocol
 from tidings.core.events import format_timestamp
+from tidings.core.request import client_ip
 from tidings.errors import BadRequest, Forbidden, NotFound, TidingsError, Unauthorized
 from tidings.node import Node
 
@@ -39,8 +40,7 @@ async def dispatch(hub: Node, connection: Connection, message: protocol.ClientMe
     identity = connection.identity
     match message:
         case protocol.Subscribe(channel, since, types, rid):
-            if not identity.may_subscribe(channel):
-                raise Forbidden(f"not allowed to subscribe to {channel!r}", request_id=rid)
+            authorize_subscribe(identity, [channel], request_id=rid)
             await hub.subscribe(connection, channel, types=types, since=since, request_id=rid)
         case protocol.Unsubscribe(channel, rid):
             hub.unsubscribe(connection, channel, request_id=rid)
@@ -49,7 +49,7 @@ async def dispatch(hub: Node, connection: Connection, message: protocol.ClientMe
                 identity,
                 [channel],
                 limiter=hub.publish_limiter,
-                rate_key=(connection.remote or connection.id).rpartition(":")[0] or connection.id,
+                rate_key=client_ip(connection.peer),
                 request_id=rid,
             )
             try:

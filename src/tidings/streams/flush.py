@@ -1,10 +1,11 @@
 """Writing what sessions queued: once per turn of the event loop, one write per connection.
 
-A session calls its ``on_ready`` when its outbox stops being empty. Native streams answer
-by marking themselves here; at the end of the current turn of the loop every marked
-stream writes everything its session queued meanwhile in a single ``transport.write``.
-So one event to many connections costs one write each, a burst of events to one
-connection costs one write in all, and nothing needs a task per connection.
+A session calls its ``on_ready`` when its outbox stops being empty. Streams, on both
+paths, answer by marking themselves here; at the end of the current turn of the loop
+every marked stream hands everything its session queued meanwhile to its outlet at once
+(one ``transport.write`` natively; one ``send`` per message through ASGI). So one event
+to many connections costs one write each, a burst of events to one connection costs one
+write in all, and nothing needs a task per connection to decide when to write.
 """
 
 from __future__ import annotations

@@ -1,0 +1,117 @@
+"""Opening a stream: reading what it asks for, admitting it, registering its connection.
+
+The stream cores call :func:`open_stream` with the request's facts and get back an open
+:class:`~tidings.connection.Connection`, or a :class:`TidingsError` that
+says why not (which each transport answers in its own way: an HTTP error, or an accepted
+then closed WebSocket, see :func:`refusal`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from urllib.parse import parse_qsl
+
+from tidings.auth.origins import origin_allowed
+from tidings.connection import Connection, Transport
+from tidings.core import protocol
+from tidings.core.channels import validate_channel, validate_type
+from tidings.core.request import RequestFacts
+from tidings.core.session import Wire
+from tidings.errors import BadRequest, Forbidden, TidingsError
+from tidings.node import Node
+from tidings.streams.dispatch import error_frame
+
+__all__ = [
+    "StreamRequest",
+    "check_origin",
+    "close_reason",
+    "open_stream",
+    "read_stream_request",
+    "refusal",
+]
+
+#: A Last-Event-ID longer than this is refused before it is decoded.
+MAX_LAST_EVENT_ID = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """What a client asked for when it opened a stream."""
+
+    channels: tuple[str, ...]
+    types: frozenset[str] | None
+    last_event_id: str | None
+    plain: bool
+
+
+def read_stream_request(facts: RequestFacts) -> StreamRequest:
+    """Parse channels, types and the resume position from a stream request."""
+    query = parse_qsl(facts.query_string.decode("latin-1"), keep_blank_values=True)
+    channels = [value for key, value in query if key == "channel"]
+    path_channel = facts.path_params.get("channel")
+    if path_channel is not None:
+        channels.insert(0, path_channel)
+    for channel in channels:
+        validate_channel(channel)
+    type_values = [value for key, value in query if key == "type"]
+    types: frozenset[str] | None = None
+    if type_values and "*" not in type_values:
+        types = frozenset(validate_type(t) for t in type_values)
+    last_event_id = facts.header(b"last-event-id")
+    for key, value in query:
+        if key == "last_event_id":
+            last_event_id = value
+    plain = any(key == "plain" and value not in ("", "0", "false") for key, value in query)
+    if last_event_id is not None and len(last_event_id) > MAX_LAST_EVENT_ID:
+        raise BadRequest("Last-Event-ID is too long", code="invalid_last_event_id")
+    return StreamRequest(tuple(dict.fromkeys(channels)), types, last_event_id, plain)
+
+
+def check_origin(node: Node, facts: RequestFacts) -> None:
+    """Refuse a browser request from an origin outside the allowlist (403)."""
+    if not origin_allowed(
+        facts.header(b"origin"), facts.header(b"host"), node.settings.allowed_origins
+    ):
+        raise Forbidden("this origin may not open streams", code="origin_not_allowed")
+
+
+async def open_stream(
+    node: Node,
+    facts: RequestFacts,
+    transport: Transport,
+    wire: Wire,
+    on_ready: Callable[[], None],
+    request: StreamRequest | None = None,
+) -> tuple[Connection, StreamRequest]:
+    """Admit a stream request and open its connection; raise :class:`TidingsError` if
+    refused. The request returned has the admitted channels."""
+    if request is None:
+        request = read_stream_request(facts)
+    admission = await node.gate.admit(facts, request.channels, transport)
+    if transport == "sse" and not admission.channels:
+        raise BadRequest("give at least one ?channel=", code="missing_channel")
+    connection = node.open_connection(
+        transport=transport,
+        wire=wire,
+        identity=admission.identity,
+        peer=facts.peer,
+        on_ready=on_ready,
+    )
+    if transport == "sse":
+        connection.session.declared_width = len(admission.channels)
+    return connection, replace(request, channels=admission.channels)
+
+
+def refusal(exc: TidingsError) -> tuple[str, int, str]:
+    """How a refused WebSocket is told why: the ``error`` message, close code and reason.
+
+    It is accepted first, then closed: browsers cannot read an HTTP status from a refused
+    handshake, but they do see the close code and reason.
+    """
+    return error_frame(exc), int(protocol.refusal_code(exc.status)), close_reason(exc.message)
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame's reason (123 bytes of UTF-8), never mid-character."""
+    return text.encode()[:123].decode("utf-8", "ignore")

@@ -1,0 +1,52 @@
+"""What every stream of one hub shares: the node, the flusher and one clock.
+
+Heartbeats and pings need a clock, not a timer per connection: one timer goes over every
+stream a few times per interval, and stops while there are none. Both stream paths use
+the same :class:`Streams` of a hub, so a hub that serves some streams natively and some
+through an embedding ASGI app keeps one clock and one flusher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+from tidings.node import Node
+from tidings.streams.flush import Flusher
+
+__all__ = ["Streams", "Ticking"]
+
+
+class Ticking(Protocol):
+    def tick(self, now: float) -> None:
+        """Periodic upkeep: pings, heartbeats, closing stale connections."""
+
+
+class Streams:
+    """The shared services of a hub's streams; see the module docstring."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.flusher = Flusher()
+        settings = node.settings
+        self.period = max(0.01, min(settings.heartbeat, settings.ping_interval) / 4)
+        self._streams: set[Ticking] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, stream: Ticking) -> None:
+        self._streams.add(stream)
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.period, self._tick)
+
+    def discard(self, stream: Ticking) -> None:
+        self._streams.discard(stream)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        for stream in list(self._streams):
+            stream.tick(now)
+        if self._streams:
+            self._timer = asyncio.get_running_loop().call_later(self.period, self._tick)

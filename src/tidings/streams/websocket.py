@@ -1,0 +1,194 @@
+"""The WebSocket stream (SPEC §5), written once for both paths.
+
+A connection says ``connected``, follows the channels given in the URL, and carries out
+client messages in order: by a task that exists only while there are some to carry out,
+so an idle connection costs no task. A client that sends faster than its messages are
+carried out is not read until it is caught up (at most :data:`INBOX_LIMIT` wait). Pings
+go out on the shared clock to a connection that has been quiet; one silent for two ping
+intervals is closed as ``stale``. Outgoing frames are handed to the outlet by the flusher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Protocol
+
+from tidings.connection import Connection
+from tidings.core import protocol
+from tidings.core.events import format_timestamp
+from tidings.core.request import RequestFacts
+from tidings.core.session import State, Wire
+from tidings.errors import TidingsError
+from tidings.streams.admission import StreamRequest, open_stream
+from tidings.streams.dispatch import dispatch, error_frame
+from tidings.streams.outlet import Outlet
+from tidings.streams.services import Streams
+
+__all__ = ["INBOX_LIMIT", "WebSocketOutlet", "WebSocketStream"]
+
+#: Client messages waiting to be carried out before the socket stops being read.
+INBOX_LIMIT = 64
+#: A ping is due this share of the interval after the last (see streams.sse.DUE).
+DUE = 0.9
+#: A client silent for this many ping intervals is gone.
+STALE_AFTER = 2
+
+
+class WebSocketOutlet(Outlet, Protocol):
+    """A WebSocket transport's outlet, which can also stop and resume reading."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+def _now() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+class WebSocketStream:
+    """One WebSocket connection of the hub; see the module docstring."""
+
+    def __init__(self, streams: Streams) -> None:
+        self.streams = streams
+        self.node = streams.node
+        self.connection: Connection | None = None
+        self.outlet: WebSocketOutlet | None = None
+        self.interval = self.node.settings.ping_interval
+        self.last_ping = time.monotonic()
+        self._inbox: deque[str | bytes] = deque()
+        self._initial: StreamRequest | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._reading_paused = False
+        self._closing = False
+
+    async def open(self, facts: RequestFacts, wire: Wire) -> StreamRequest:
+        """Admit the request (its origin already checked) and open its connection; raise
+        :class:`TidingsError` if refused."""
+        self.connection, request = await open_stream(
+            self.node, facts, "websocket", wire, self.on_ready
+        )
+        return request
+
+    def start(self, request: StreamRequest, outlet: WebSocketOutlet) -> None:
+        """Say ``connected`` and follow the channels given in the URL."""
+        connection = self.connection
+        assert connection is not None
+        self.outlet = outlet
+        self.streams.add(self)
+        connection.session.push_control(
+            protocol.encode(protocol.connected_message(connection.id, connection.client_id, _now()))
+        )
+        if request.channels:
+            self._initial = request
+            self._run()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def on_message(self, data: str | bytes) -> None:
+        """A client message arrived; it is carried out after those before it."""
+        if self._stopped or self.connection is None:
+            return
+        self._inbox.append(data)
+        if self._task is None:
+            self._run()
+        elif (
+            len(self._inbox) >= INBOX_LIMIT and not self._reading_paused and self.outlet is not None
+        ):
+            # A client sending faster than its messages are carried out waits for us.
+            self._reading_paused = True
+            self.outlet.pause_reading()
+
+    def _run(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._carry_out())
+
+    async def _carry_out(self) -> None:
+        connection = self.connection
+        assert connection is not None
+        try:
+            initial, self._initial = self._initial, None
+            if initial is not None:
+                for channel in initial.channels:
+                    try:
+                        await self.node.subscribe(connection, channel, types=initial.types)
+                    except TidingsError as exc:
+                        connection.session.push_control(error_frame(exc))
+            inbox = self._inbox
+            while inbox and not self._stopped:
+                data = inbox.popleft()
+                if self._reading_paused and len(inbox) < INBOX_LIMIT // 2:
+                    self._reading_paused = False
+                    if self.outlet is not None:
+                        self.outlet.resume_reading()
+                if not await self._handle(connection, data):
+                    # Closing: stop reading, the flusher sends the closing frames.
+                    self._stopped = True
+                    inbox.clear()
+        finally:
+            self._task = None
+
+    async def _handle(self, connection: Connection, payload: str | bytes) -> bool:
+        """Carry out one client message; False once the connection should stop reading."""
+        session = connection.session
+        connection.last_seen = time.monotonic()
+        size = len(payload) if isinstance(payload, bytes) else len(payload.encode())
+        if size > self.node.settings.max_message_size:
+            connection.close("message_too_big")
+            return False
+        try:
+            await dispatch(self.node, connection, protocol.parse(payload))
+        except TidingsError as exc:
+            session.push_control(error_frame(exc))
+        return session.state is State.OPEN
+
+    # -- writing ----------------------------------------------------------------------
+
+    def on_ready(self) -> None:
+        """The session has frames: hand them over at the end of this loop turn."""
+        self.streams.flusher.mark(self)
+
+    def flush(self) -> None:
+        connection, outlet = self.connection, self.outlet
+        if connection is None or outlet is None or self._closing:
+            return
+        session = connection.session
+        closing = not session.alive
+        if not closing and not outlet.writable:
+            return  # on_drain flushes
+        frames = session.take_frames()
+        if frames:
+            outlet.send(frames)
+        if closing:
+            self._closing = True
+            reason = session.close_reason or "server_shutdown"
+            outlet.finish(int(protocol.close_code_for(reason)), reason)
+
+    def on_drain(self) -> None:
+        """The outlet takes writes again."""
+        connection = self.connection
+        if connection is not None and len(connection.session.outbox):
+            self.on_ready()
+
+    def tick(self, now: float) -> None:
+        connection = self.connection
+        if connection is None or self._closing:
+            return
+        if now - connection.last_seen > STALE_AFTER * self.interval:
+            connection.close("stale")
+        elif now - self.last_ping >= self.interval * DUE:
+            self.last_ping = now
+            connection.session.push_control(protocol.encode(protocol.ping_message(_now())))
+
+    def closed(self) -> None:
+        """The transport is gone: forget the stream. Idempotent."""
+        self._closing = True
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+        self.streams.discard(self)
+        if self.connection is not None:
+            self.node.close_connection(self.connection)
