@@ -9,6 +9,7 @@ and any handshake replies (Socket.IO's). Baselines live in the repository's
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,21 @@ TARGETS: dict[str, Target] = {
         needs_module="socketio",
     ),
 }
+
+
+# Another version of tidings, to compare a change with what came before it in one run:
+# TIDINGS_BENCH_OTHER names the `src` directory of that checkout (say, a `git worktree`
+# of the previous commit), and `--server tidings,tidings-other` measures both.
+_OTHER = os.environ.get("TIDINGS_BENCH_OTHER")
+if _OTHER:
+    TARGETS["tidings-other"] = Target(
+        name="tidings-other",
+        module=("tidings", "serve"),
+        extra_args=("--log-level", "warning"),
+        env={"TIDINGS_PUBLISH_RATE": "1000000000", "PYTHONPATH": _OTHER},
+        paths=TARGETS["tidings"].paths,
+        ready_marker=TARGETS["tidings"].ready_marker,
+    )
 
 
 def baseline_root() -> Path | None:
