@@ -74,7 +74,9 @@ async def tail(
                     decoder = SSEDecoder()
                     async for chunk in response.aiter_bytes():
                         for message in decoder.feed(chunk):
-                            if message.event == "reset":
+                            if message.event == "position":
+                                pass  # where the stream is: the cursor below keeps it
+                            elif message.event == "reset":
                                 console.print(f"[yellow]reset[/yellow] {escape(message.data)}")
                             elif message.event == "disconnect":
                                 console.print(f"[yellow]disconnect[/yellow] {escape(message.data)}")

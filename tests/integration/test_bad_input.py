@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from httpx_sse import ServerSentEvent, aconnect_sse
+from httpx_sse import aconnect_sse
 from websockets.asyncio.client import ClientConnection
 
 from tests.servers import RunningHub, running_app, running_hub
+from tests.sse_support import next_event
 from tidings.core.protocol import CloseCode
 from tidings.hub import Hub
 
@@ -575,12 +576,7 @@ async def test_sse_bad_request_is_json_before_any_stream(
     await _assert_still_serving(served, http, witness)
 
 
-async def _next_sse(events: AsyncIterator[ServerSentEvent]) -> ServerSentEvent:
-    async with asyncio.timeout(5):
-        while True:
-            event = await anext(events)
-            if event.data:  # skip retry: and id-only frames, as browsers do
-                return event
+_next_sse = next_event
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import websockets
 from httpx_sse import aconnect_sse
 
 from tests.servers import HubProcess, free_port, start_process
+from tests.sse_support import next_event
 from tidings.core.protocol import CloseCode
 
 TIDINGS = [sys.executable, "-m", "tidings"]
@@ -224,11 +225,7 @@ async def test_sigterm_disconnects_streams_with_server_shutdown_and_exits_0() ->
                 "type": "event",
                 "data": stored,
             }
-            async with asyncio.timeout(5):
-                async for sse in events:
-                    if sse.data:
-                        assert json.loads(sse.data) == stored
-                        break
+            assert json.loads((await next_event(events)).data) == stored
 
             signalled = time.monotonic()
             process.process.send_signal(signal.SIGTERM)
@@ -317,7 +314,7 @@ async def test_json_logs_carry_the_connection_id() -> None:
         ):
             async with asyncio.timeout(5):
                 async for sse in source.aiter_sse():
-                    if sse.id:  # subscribed: the position frame
+                    if sse.event == "position":  # subscribed
                         break
             sse_ids = [
                 c["id"] for c in (await http.get("/api/v1/connections")).json()["connections"]

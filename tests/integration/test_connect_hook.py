@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.servers import RunningHub, free_port, running_app, running_hub
+from tests.sse_support import next_event
 from tidings.auth.tokens import mint_token
 from tidings.core.protocol import CloseCode
 from tidings.identity import Identity
@@ -143,18 +144,13 @@ async def _until(ws: ClientConnection, kind: str, seen: list[dict[str, Any]]) ->
             seen.append(message)
 
 
-async def _data_frame(events: AsyncIterator[ServerSentEvent]) -> ServerSentEvent:
-    async with asyncio.timeout(5):
-        while True:
-            frame = await anext(events)
-            if frame.data:
-                return frame
+_data_frame = next_event
 
 
 async def _subscribed(events: AsyncIterator[ServerSentEvent]) -> None:
-    """Wait for the ``id:``-only frame the hub sends once the subscriptions are made."""
+    """Wait for the position frame the hub sends once the subscriptions are made."""
     async with asyncio.timeout(5):
-        while not (await anext(events)).id:
+        while (await anext(events)).event != "position":
             pass
 
 

@@ -25,6 +25,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 from websockets.asyncio.client import ClientConnection
 
 from tests.servers import running_app
+from tests.sse_support import next_event
 from tidings.hub import Hub
 from tidings.settings import Settings
 
@@ -116,24 +117,21 @@ async def sse_client(
     async with aconnect_sse(http, "GET", f"/realtime/api/v1/events?channel={channel}") as source:
         assert source.response.status_code == 200
         events = source.aiter_sse()
-        # The id-only position frame is queued once the subscriptions are made.
+        # The position frame is queued once the subscriptions are made.
         async with asyncio.timeout(5):
             while True:
                 frame = await anext(events)
-                if frame.id and not frame.data:
+                if frame.event == "position":
                     break
         yield events
 
 
 async def next_sse(events: AsyncIterator[ServerSentEvent]) -> dict[str, Any]:
-    """The next event's JSON, skipping comment-only and id-only frames."""
-    async with asyncio.timeout(5):
-        while True:
-            frame = await anext(events)
-            if frame.data:
-                data: dict[str, Any] = json.loads(frame.data)
-                assert frame.id == data["id"]
-                return data
+    """The next event's JSON, skipping the hub's position frames."""
+    frame = await next_event(events)
+    data: dict[str, Any] = json.loads(frame.data)
+    assert frame.id == data["id"]
+    return data
 
 
 async def next_ws_event(ws: ClientConnection) -> dict[str, Any]:

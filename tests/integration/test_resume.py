@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import websockets
-from httpx_sse import ServerSentEvent, aconnect_sse
+from httpx_sse import aconnect_sse
 
 from tests.servers import RunningHub, running_hub
+from tests.sse_support import next_event
 from tidings.core.sse import SSEDecoder
 
 pytestmark = pytest.mark.streams
@@ -32,16 +32,7 @@ async def _publish(http: httpx.AsyncClient, channel: str, n: int, tag: str = "")
     return stored
 
 
-async def _next(
-    events: AsyncIterator[ServerSentEvent], *, skip: tuple[str, ...] = ()
-) -> ServerSentEvent:
-    async with asyncio.timeout(5):
-        while True:
-            event = await anext(events)
-            # httpx-sse yields id-only frames with empty data; browsers (and the
-            # WHATWG algorithm) do not dispatch them, so neither do we here.
-            if event.data and event.event not in skip:
-                return event
+_next = next_event
 
 
 async def test_sse_two_channels_in_order_then_resume_exactly(served: RunningHub) -> None:
@@ -74,7 +65,7 @@ async def test_sse_two_channels_in_order_then_resume_exactly(served: RunningHub)
 
 
 async def test_sse_resumes_even_before_the_first_event(served: RunningHub) -> None:
-    """The id-only frame sent at connect gives a browser a position to resume from."""
+    """The position frame sent at connect gives a client a position to resume from."""
     url = "/api/v1/events?channel=quiet:a&channel=quiet:b"
     async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
@@ -84,8 +75,8 @@ async def test_sse_resumes_even_before_the_first_event(served: RunningHub) -> No
         async with asyncio.timeout(5):
             await reader.readuntil(b"\r\n\r\n")
             while not decoder.last_event_id:
-                for _ in decoder.feed(await _read_chunked(reader)):
-                    raise AssertionError("no event was published yet")
+                for message in decoder.feed(await _read_chunked(reader)):
+                    assert message.event == "position", "no event was published yet"
         writer.close()
         missed = await _publish(http, "quiet:b", 3) + await _publish(http, "quiet:a", 2)
         headers = {"Last-Event-ID": decoder.last_event_id}

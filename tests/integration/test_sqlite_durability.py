@@ -7,15 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import websockets
-from httpx_sse import ServerSentEvent, aconnect_sse
+from httpx_sse import aconnect_sse
 
 from tests.servers import HubProcess, start_process
+from tests.sse_support import next_event
 
 CHANNEL = "orders"
 HISTORY_SIZE = 60
@@ -47,12 +47,7 @@ async def history(http: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     return body
 
 
-async def next_sse(events: AsyncIterator[ServerSentEvent]) -> ServerSentEvent:
-    async with asyncio.timeout(5):
-        while True:
-            event = await anext(events)
-            if event.data:  # id-only frames carry no event
-                return event
+next_sse = next_event
 
 
 async def next_ws(ws: websockets.ClientConnection, kind: str) -> dict[str, Any]:

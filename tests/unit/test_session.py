@@ -584,13 +584,17 @@ def test_sse_cursor_while_another_channel_is_still_recovering() -> None:
     assert decode_cursor(got[0].id, ["a", "b"])["a"] == "ep1-4"
 
 
-def test_sse_mark_position_sets_the_cursor_without_an_event() -> None:
+def test_sse_mark_position_sets_the_cursor_with_a_position_frame() -> None:
     session = sse_session()
     subscribed(session, "a", at=3)
     subscribed(session, "b", at=7)
     session.mark_position()
     got, decoder = sse_messages(session)
-    assert got == []
+    # A named event with data: clients that apply an id only with data (Node's
+    # `eventsource`) resume from it too, and `onmessage` never sees it.
+    (position,) = got
+    assert position.event == "position"
+    assert json.loads(position.data) == {"cursor": position.id}
     assert decode_cursor(decoder.last_event_id, ["a", "b"]) == {"a": "ep1-3", "b": "ep1-7"}
 
 

@@ -42,11 +42,16 @@ class SSEWire:
         return sse.frame(event="disconnect", data=orjson.dumps(message).decode())
 
     def position(self, session: Session) -> bytes | None:
-        # An id-only frame sets the browser's Last-Event-ID without dispatching an event,
-        # so a stream that has not received anything yet still resumes exactly.
+        # Sets the client's Last-Event-ID, so a stream that has not received anything yet
+        # still resumes exactly. It carries data because clients that dispatch only frames
+        # with data (Node's `eventsource`) apply the id only then; being a named event,
+        # browsers' `onmessage` does not see it.
         if not session.subscriptions:
             return None
-        return sse.frame(id=session.cursor())
+        cursor = session.cursor()
+        return sse.frame(
+            event="position", id=cursor, data=orjson.dumps({"cursor": cursor}).decode()
+        )
 
 
 class WebSocketWire:

@@ -7,7 +7,7 @@
 // Wire protocols: docs/protocol.md. In short:
 //   * WebSocket: one socket, `subscribe` per channel with `since` = the last event id seen
 //     on that channel (or the `position` of `subscribed` / `reset`).
-//   * SSE: read with fetch (not EventSource) so that the client sees `id:`-only frames,
+//   * SSE: read with fetch (not EventSource) so that the client sees every frame's `id:`,
 //     can send an Authorization header, and controls its own backoff; resumes with the
 //     stream's last cursor as `last_event_id`.
 // Both reconnect with exponential backoff (1 s, x2, max 30 s, jitter, 10 attempts).
@@ -606,7 +606,7 @@ export class TidingsClient {
           if (payload !== null) {
             if (type === "reset") this._reset(payload);
             else if (type === "disconnect") disconnect = payload;
-            else this._dispatch(payload);
+            else if (type !== "position") this._dispatch(payload);
           }
         }
         frame = { id: null, event: null, data: [] };
