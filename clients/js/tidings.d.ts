@@ -44,6 +44,8 @@ export interface ReconnectOptions {
   maxAttempts?: number;
   /** Each delay is multiplied by a random factor in [1 - jitter, 1]. Default 0.5. */
   jitter?: number;
+  /** A connection that stayed up this long, ms, starts the schedule over. Default 5000. */
+  stableAfter?: number;
 }
 
 export type TimerHandle = unknown;
@@ -67,6 +69,8 @@ export interface TidingsOptions {
   clearTimeout?: (handle: TimerHandle) => void;
   /** Random numbers in [0, 1), for the jitter. */
   random?: () => number;
+  /** The clock, in ms (default `Date.now`), for `reconnect.stableAfter`. */
+  now?: () => number;
 }
 
 /** What the client needs of a WebSocket (the browser's and `ws`'s both fit). */

@@ -380,8 +380,9 @@ class Node:
         self.registry.add(connection)
         if self.settings.max_connection_age is not None:
             connection.close_at(time.time() + self.settings.max_connection_age, "max_age")
-        if identity.expires_at is not None:
-            connection.expire_at(identity.expires_at)
+        valid_until = self.gate.authenticator.valid_until(identity)
+        if valid_until is not None:
+            connection.expire_at(valid_until)
         log.info(
             "connected",
             extra={**connection.log_extra(), "client_id": client_id or "-"},

@@ -56,3 +56,32 @@ async def test_reconnect_schedule_follows_the_backoff_then_fails(transport: str)
     reconnecting = [s for s in statuses if s.status is Status.RECONNECTING]
     assert [s.attempt for s in reconnecting] == [1, 2, 3, 4, 5, 6]
     assert [s.delay for s in reconnecting] == slept
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+async def test_a_connection_closed_right_after_it_opened_backs_off_then_fails(
+    transport: str,
+) -> None:
+    """Connected, then closed at once (as with a token at its expiry): not a working
+    connection, so the schedule goes on instead of starting over each time."""
+    from tests.servers import running_hub
+
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+        await asyncio.sleep(0)
+
+    async with running_hub() as served:
+        served.hub.on_connect(lambda connection: connection.close("server_shutdown"))
+        backoff = Backoff(initial=1.0, factor=2.0, max=4.0, jitter=0.0, attempts=4)
+        async with Client(
+            served.url, transport=transport, backoff=backoff, sleep=fake_sleep
+        ) as client:
+            sub = client.subscribe("alerts")
+            with pytest.raises(ConnectionFailed) as caught:
+                async with asyncio.timeout(10):
+                    await sub.__anext__()
+    assert caught.value.reason == "attempts_exhausted"
+    assert slept == [1.0, 2.0, 4.0, 4.0]
+    assert served.hub.counters.connections_opened == 5

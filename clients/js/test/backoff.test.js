@@ -107,6 +107,63 @@ describe("backoff", () => {
     });
   }
 
+  test("websocket: a connection closed right after it opened backs off, then fails", { timeout: 5000 }, async () => {
+    // Connected, then closed at once (an expired token, say): not a working connection,
+    // so the schedule goes on instead of starting over each time.
+    class ClosedAtOnce {
+      constructor() {
+        queueMicrotask(() => {
+          this.onopen?.();
+          this.onmessage?.({ data: JSON.stringify({ type: "connected", connection_id: "c", client_id: null }) });
+          this.onmessage?.({ data: JSON.stringify({ type: "disconnect", reason: "token_expired", code: 4000, reconnect: true }) });
+          this.onclose?.({ code: 4000, reason: "token_expired" });
+        });
+      }
+      send() {}
+      close() {}
+    }
+    const { delays, statuses } = await run({ WebSocket: ClosedAtOnce, random: () => 0, now: () => 0 });
+    assert.deepEqual(delays, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000]);
+    assert.match(statuses.at(-1).reason, /gave up after 10 attempts/);
+  });
+
+  test("websocket: a connection that stayed up starts the schedule over", { timeout: 5000 }, async () => {
+    let clock = 0;
+    let opened = 0;
+    class StaysUp {
+      constructor() {
+        opened += 1;
+        queueMicrotask(() => {
+          this.onopen?.();
+          this.onmessage?.({ data: JSON.stringify({ type: "connected", connection_id: "c", client_id: null }) });
+          clock += 60000; // a minute later the network drops it
+          this.onclose?.({ code: 1006, reason: "" });
+        });
+      }
+      send() {}
+      close() {}
+    }
+    const delays = [];
+    const client = new TidingsClient({
+      url: "http://127.0.0.1:9/",
+      pingInterval: 0,
+      WebSocket: StaysUp,
+      random: () => 0,
+      now: () => clock,
+      setTimeout: (fn, ms) => {
+        delays.push(ms);
+        if (delays.length < 4) queueMicrotask(fn);
+        return delays.length;
+      },
+      clearTimeout: () => {},
+    });
+    client.subscribe("demo");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    client.close();
+    assert.deepEqual(delays, [1000, 1000, 1000, 1000]);
+    assert.equal(opened, 4);
+  });
+
   test("websocket: 4029 (rate limited) is retried", async () => {
     const { delays } = await run({
       transport: "websocket",

@@ -79,3 +79,10 @@ class Authenticator:
         if self.revocations.is_revoked(identity):
             raise Unauthorized("the token has been revoked", code="token_revoked")
         return identity
+
+    def valid_until(self, identity: Identity) -> float | None:
+        """When a connection of ``identity`` is closed with ``token_expired`` (its token's
+        ``exp`` plus the leeway admission allows), or None if its credential never expires."""
+        if identity.expires_at is None or self.verifier is None:
+            return identity.expires_at
+        return self.verifier.valid_until(identity.expires_at)

@@ -161,9 +161,15 @@ class TokenVerifier:
             raise Unauthorized("the token is from another issuer", code="invalid_token") from None
         except jwt.PyJWTError:
             raise Unauthorized("the token is not valid", code="invalid_token") from None
-        if now is not None and float(claims["exp"]) <= now:
+        if now is not None and self.valid_until(float(claims["exp"])) <= now:
             raise Unauthorized("the token has expired", code="token_expired")
         return identity_from_claims(claims)
+
+    def valid_until(self, expires_at: float) -> float:
+        """When a token that expires at ``expires_at`` stops being accepted: the one rule
+        for admission and for closing a connection, so that a token the hub admits is
+        never closed the moment it connects."""
+        return expires_at + self.leeway
 
 
 def mint_token(

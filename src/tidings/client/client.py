@@ -265,8 +265,9 @@ class Client:
 
     ``url`` is the hub's base URL (``http(s)://`` or ``ws(s)://``, with any mount prefix).
     ``token`` is a string or a function returning one (sync or async), called before every
-    connection attempt. ``backoff`` sets the reconnect schedule; ``sleep`` and ``random``
-    are the clock and the jitter source of that schedule (injectable for tests).
+    connection attempt. ``backoff`` sets the reconnect schedule; ``sleep``, ``clock`` and
+    ``random`` are the timer, the clock and the jitter source of that schedule (injectable
+    for tests).
     ``on_status`` receives a :class:`StatusChange` on every status change; ``on_reset``,
     when set, receives every :class:`Reset` instead of the iterators raising it. Both may
     be coroutine functions.
@@ -283,6 +284,7 @@ class Client:
         on_reset: Callable[[Reset], Any] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.monotonic,
         ping_interval: float | None = 15.0,
         request_timeout: float = 10.0,
         open_timeout: float = 10.0,
@@ -302,6 +304,7 @@ class Client:
         )
         self.transport = transport
         self.backoff = backoff or Backoff()
+        self._clock = clock
         self.status: Status = Status.CLOSED
         #: Round-trip time of the last ``ping`` answered, in seconds (``None`` before).
         self.latency: float | None = None
@@ -538,9 +541,10 @@ class Client:
             except Exception as exc:
                 outcome = _Outcome(f"token_provider_failed: {exc!r}", True, False)
             else:
+                started = self._clock()
                 outcome = await link.run_once(token)
-            if outcome.worked:
-                attempt = 0
+                if outcome.worked and self._clock() - started >= self.backoff.stable_after:
+                    attempt = 0
             if not outcome.reconnect:
                 await self._fail(link, ConnectionFailed(outcome.reason), channel)
                 return

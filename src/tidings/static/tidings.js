@@ -25,6 +25,10 @@ export const DEFAULT_RECONNECT = Object.freeze({
   maxDelay: 30000,
   maxAttempts: 10,
   jitter: 0.5,
+  // A connection counts as a success (the schedule starts over) only once it has stayed
+  // up this long: one closed right after it opened (an expired token, a full hub) backs
+  // off as a failed connect does, instead of looping.
+  stableAfter: 5000,
 });
 
 /**
@@ -92,6 +96,8 @@ export class TidingsClient {
     this._setTimeout = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
     this._clearTimeout = options.clearTimeout ?? ((handle) => clearTimeout(handle));
     this._random = options.random ?? Math.random;
+    this._now = options.now ?? Date.now;
+    this._connectedAt = null;
     this.status = "idle";
     this.error = null;
     this.connectionId = null;
@@ -315,7 +321,7 @@ export class TidingsClient {
 
   _connected(connectionId) {
     this.connectionId = connectionId ?? null;
-    this._attempt = 0;
+    this._connectedAt = this._now();
     this._setStatus("connected");
   }
 
@@ -326,6 +332,10 @@ export class TidingsClient {
     this._stopPing();
     this._failPending(new TidingsError("disconnected", `tidings: connection lost (${reason})`));
     this.connectionId = null;
+    if (this._connectedAt !== null && this._now() - this._connectedAt >= this.reconnect.stableAfter) {
+      this._attempt = 0; // it was a working connection: start the schedule over
+    }
+    this._connectedAt = null;
     if (this._closed) return;
     if (!reconnect) {
       this._setStatus("failed", { reason, code });

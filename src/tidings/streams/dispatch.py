@@ -105,7 +105,7 @@ def _refresh(hub: Node, connection: Connection, token: str, rid: protocol.Reques
     if expires_at is None:  # pragma: no cover - exp is required by the verifier
         raise Unauthorized("the token has no expiry", code="invalid_token", request_id=rid)
     connection.identity = identity
-    connection.expire_at(expires_at)
+    connection.expire_at(hub.authenticator.valid_until(identity) or expires_at)
     # Channels the new token no longer allows are left, with the usual reply.
     for channel in list(connection.session.subscriptions):
         if not identity.may_subscribe(channel):
