@@ -161,3 +161,29 @@ async def _publish_every(served: RunningHub, period: float, count: int) -> None:
     for n in range(count):
         await served.hub.publish("busy", "tick", n)
         await asyncio.sleep(period)  # the pace of the traffic is what is under test
+
+
+async def test_an_unknown_websocket_path_is_a_404_not_a_403(served: RunningHub) -> None:
+    # A 403 reads as an origin refusal; the path is what is wrong.
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(served.ws_url + "/ws/nope"):
+            pass
+    response = refused.value.response
+    assert response.status_code == 404
+    assert json.loads(response.body)["error"]["code"] == "not_found"
+
+
+async def test_a_close_reason_is_cut_at_a_utf8_boundary_within_123_bytes() -> None:
+    from tidings.streams.admission import close_reason
+
+    text = "é" * 100  # 200 bytes of UTF-8
+    cut = close_reason(text)
+    assert len(cut.encode()) == 122 and cut == "é" * 61
+    assert close_reason("x" * 200) == "x" * 123
+    async with running_hub(jwt_secret="s" * 40) as served:
+        # A refusal's reason (401: "a token or API key is required") is whole when short.
+        async with websockets.connect(served.ws_url + "/ws") as ws:
+            assert json.loads(await ws.recv())["type"] == "error"
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_reason == "a token or API key is required"

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
@@ -119,6 +120,7 @@ def build_app(streams: Streams) -> ASGIApp:
         else:
             app.router.routes.append(WebSocketRoute(route.path, ws))
     app.include_router(build_router(hub))
+    app.router.default = _not_found(app.router.default)
     mount_static(app)
 
     def openapi() -> dict[str, Any]:
@@ -149,6 +151,35 @@ def build_app(streams: Streams) -> ASGIApp:
         # cross-origin (with credentials, for cookie tokens).
         served = CorsMiddleware(served, cors)
     return RequestIdMiddleware(served)
+
+
+def _not_found(default: ASGIApp) -> ASGIApp:
+    """Answer a WebSocket to an unknown path with 404, not the 403 Starlette gives it
+    (which reads as an origin refusal). HTTP requests get the usual JSON 404."""
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await default(scope, receive, send)
+            return
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008})  # the server cannot say
+            return
+        body = orjson.dumps(
+            {"error": {"code": "not_found", "message": f"no WebSocket at {scope['path']!r}"}}
+        )
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 404,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+
+    return not_found
 
 
 _DESCRIPTION = """
