@@ -13,6 +13,8 @@ contain secrets, tokens or stack traces.
     │   ├── InvalidEvent              400 invalid_event
     │   ├── InvalidJSON               400 invalid_json
     │   ├── ProtocolError             400 bad_message (WebSocket messages)
+    │   │   └── WebSocketError        400 bad_frame (RFC 6455 broken; carries a close code)
+    │   ├── HandshakeError            400 bad_request (not a WebSocket opening handshake)
     │   └── UnsupportedMediaType      415 unsupported_media_type
     ├── TooLarge                      413 too_large (event_too_large, body_too_large, …)
     ├── Unauthorized                  401 unauthorized
@@ -20,14 +22,19 @@ contain secrets, tokens or stack traces.
     ├── NotFound                      404 not_found
     ├── LimitExceeded                 429 limit_exceeded (rate_limited, too_many_…)
     ├── Unavailable                   503 unavailable (broker or store down)
+    │   └── BackendError              503 unavailable; its message is for logs, not clients
     └── IllegalTransition             500 — a bug: a session asked for a move its state forbids
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "BackendError",
     "BadRequest",
     "Forbidden",
+    "HandshakeError",
     "IllegalTransition",
     "InvalidChannel",
     "InvalidEvent",
@@ -40,6 +47,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnsupportedMediaType",
+    "WebSocketError",
 ]
 
 
@@ -65,10 +73,6 @@ class TidingsError(Exception):
         self.request_id = request_id
         #: Seconds a client should wait before trying again (429, 503).
         self.retry_after = retry_after
-
-    def to_dict(self) -> dict[str, object]:
-        """The JSON error body of SPEC §3."""
-        return {"error": {"code": self.code, "message": self.message}}
 
 
 class BadRequest(TidingsError):
@@ -100,6 +104,30 @@ class ProtocolError(BadRequest):
     """A WebSocket client message breaks the message protocol."""
 
     code = "bad_message"
+
+
+class WebSocketError(ProtocolError):
+    """A violation of RFC 6455 by the peer: the connection must be failed.
+
+    ``close_code`` and ``reason`` are what to put in the close frame sent before closing
+    (1002 protocol error, 1007 invalid UTF-8, 1009 message too big). ``events`` holds
+    the messages the reader had completed, in the same call, before the bytes that broke
+    the rules; deliver them before failing, so that where the stream happened to be
+    split never changes what the application sees.
+    """
+
+    code = "bad_frame"
+
+    def __init__(self, close_code: int, reason: str) -> None:
+        super().__init__(f"{reason} ({close_code})")
+        self.close_code = close_code
+        self.reason = reason
+        self.events: list[Any] = []
+
+
+class HandshakeError(BadRequest):
+    """An upgrade request that is not a valid WebSocket opening handshake; the message
+    says what is wrong, fit to send back in a 400 response (code ``bad_request``)."""
 
 
 class UnsupportedMediaType(BadRequest):
@@ -149,6 +177,13 @@ class Unavailable(TidingsError):
 
     status = 503
     code = "unavailable"
+
+
+class BackendError(Unavailable):
+    """A backend cannot be used (a SQLite file deleted under the hub, not a tidings
+    database, …). Clients get a plain 503 ``unavailable``: the message names files and
+    servers, so it is written to the logs only (see
+    :func:`tidings.backends.base.backend_failure`)."""
 
 
 class IllegalTransition(TidingsError):

@@ -12,10 +12,9 @@ frames, so fan-out never waits for a socket and a slow client never slows anyone
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Self
 
 import orjson
@@ -23,14 +22,21 @@ import orjson
 from tidings.auth.authenticator import Authenticator
 from tidings.auth.revocation import Revocations
 from tidings.backends import broker_from_url, presence_from_url, store_from_url
-from tidings.backends.base import Broker, NewEvent, Presence, Store, StoreLimits
+from tidings.backends.base import (
+    Broker,
+    NewEvent,
+    Presence,
+    Store,
+    StoreLimits,
+    backend_failure,
+)
 from tidings.connection import Connection, Transport
 from tidings.core.channels import personal_channel, validate_channel, validate_type
 from tidings.core.events import Event, now_timestamp
 from tidings.core.history import HistoryPage
 from tidings.core.request import Peer
 from tidings.core.session import Wire
-from tidings.errors import BadRequest, InvalidEvent, NotFound, TidingsError, TooLarge, Unavailable
+from tidings.errors import BadRequest, InvalidEvent, NotFound, TooLarge, Unavailable
 from tidings.fanout import FanOut
 from tidings.gate import Gate
 from tidings.hooks import ConnectHook
@@ -299,7 +305,7 @@ class Node:
             "revoke": revoke,
             "at": time.time(),
         }
-        with _unavailable("broker control publish", "the broker cannot be reached"):
+        with backend_failure("broker control publish", "the broker cannot be reached"):
             await self.broker.publish_control(message)
 
     async def publish_to_client(
@@ -436,12 +442,13 @@ class Node:
         self.fanout.add(channel, connection)
         limit = self.settings.history_size if since is not None else 0
         try:
-            page = await self.store.read(channel, since=since, limit=limit)
-        except Exception as exc:
+            with backend_failure("store read", "history cannot be read right now"):
+                page = await self.store.read(channel, since=since, limit=limit)
+        except Unavailable as exc:
             session.subscriptions.pop(channel, None)
             self._forget(connection, channel)
-            log.warning("store read failed: %s", type(exc).__name__, extra=connection.log_extra())
-            raise Unavailable("history cannot be read right now", request_id=request_id) from None
+            exc.request_id = request_id
+            raise
         # Release live events held since the registration, then settle the session: it
         # buffered them and now emits history, then those that follow it.
         self.fanout.started(channel, page.position)
@@ -461,7 +468,7 @@ class Node:
     ) -> HistoryPage:
         """Events of ``channel`` after ``since`` (or the newest ``limit``), oldest first."""
         validate_channel(channel)
-        with _unavailable("store read", "history cannot be read right now"):
+        with backend_failure("store read", "history cannot be read right now"):
             return await self.store.read(channel, since=since, limit=limit)
 
     # -- commands -------------------------------------------------------------------------
@@ -526,21 +533,6 @@ class Node:
             except Exception:
                 raise Unavailable(f"the {name} cannot be reached") from None
         return {"store": "ok", "broker": "ok"}
-
-
-@contextlib.contextmanager
-def _unavailable(action: str, message: str) -> Iterator[None]:
-    """Turn a backend's failure into :class:`Unavailable` (503) with ``message``.
-
-    Only the exception's type is logged: backend errors can carry URLs with passwords.
-    """
-    try:
-        yield
-    except TidingsError:
-        raise
-    except Exception as exc:
-        log.warning("%s failed: %s", action, type(exc).__name__)
-        raise Unavailable(message) from None
 
 
 def _scheme(url: str) -> str:

@@ -383,7 +383,7 @@ def test_reader_protocol_errors(stream: bytes, code: int) -> None:
     reader = Reader()
     with pytest.raises(WebSocketError) as caught:
         reader.feed(stream)
-    assert caught.value.code == code
+    assert caught.value.close_code == code
     assert caught.value.reason
     assert caught.value.events == []
     # Failed: nothing more is read, not even a well-formed frame.
@@ -420,7 +420,7 @@ def test_reader_fails_fast_on_invalid_utf8_in_a_later_fragment() -> None:
     with pytest.raises(WebSocketError) as caught:
         # Not the last fragment: the message is refused before it ends.
         reader.feed(client_frame(OP_CONT, b"\xed\xa0\x80", fin=False))
-    assert caught.value.code == 1007
+    assert caught.value.close_code == 1007
 
 
 def test_reader_fails_fast_on_invalid_utf8_inside_a_frame() -> None:
@@ -430,7 +430,7 @@ def test_reader_fails_fast_on_invalid_utf8_inside_a_frame() -> None:
     with pytest.raises(WebSocketError) as caught:
         # The invalid bytes arrived; the rest of the frame has not.
         reader.feed(frame[12:24])
-    assert caught.value.code == 1007
+    assert caught.value.close_code == 1007
 
 
 def test_reader_refuses_a_too_big_message_from_its_header() -> None:
@@ -439,7 +439,7 @@ def test_reader_refuses_a_too_big_message_from_its_header() -> None:
     header = client_frame(OP_BINARY, b"x" * 1001)[:4]  # 2 + 2 (length), no mask yet
     with pytest.raises(WebSocketError) as caught:
         reader.feed(header)
-    assert caught.value.code == 1009
+    assert caught.value.close_code == 1009
 
 
 def test_reader_refuses_a_too_big_fragmented_message() -> None:
@@ -447,7 +447,7 @@ def test_reader_refuses_a_too_big_fragmented_message() -> None:
     assert reader.feed(client_frame(OP_TEXT, b"x" * 6, fin=False)) == []
     with pytest.raises(WebSocketError) as caught:
         reader.feed(client_frame(OP_CONT, b"x" * 5)[:2])
-    assert caught.value.code == 1009
+    assert caught.value.close_code == 1009
 
 
 def test_reader_size_limit_is_per_message() -> None:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from tidings.core.events import Event
 from tidings.core.history import HistoryPage
-from tidings.errors import TidingsError, Unavailable
+from tidings.errors import BackendError, TidingsError, Unavailable
 
 __all__ = [
     "Broker",
@@ -26,6 +26,7 @@ __all__ = [
     "ResyncSink",
     "Store",
     "StoreLimits",
+    "backend_failure",
     "unavailable_store",
 ]
 
@@ -172,15 +173,26 @@ class Broker(Protocol):
 
 
 @contextlib.contextmanager
-def unavailable_store() -> Iterator[None]:
-    """Turn a store's failure to append into :class:`~tidings.errors.Unavailable` (503).
+def backend_failure(action: str, message: str) -> Iterator[None]:
+    """Turn a backend's failure during ``action`` into :class:`~tidings.errors.Unavailable`
+    (503) with ``message``, which is written for clients.
 
-    Only the exception's type is logged: backend errors can carry URLs with passwords.
+    What is logged is the exception's type, or a :class:`~tidings.errors.BackendError`'s
+    own message (written for operators); never a raw backend message, which can carry
+    URLs with passwords.
     """
     try:
         yield
+    except BackendError as exc:
+        log.warning("%s failed: %s", action, exc.message)
+        raise Unavailable(message) from None
     except TidingsError:
         raise
     except Exception as exc:
-        log.warning("store append failed: %s", type(exc).__name__)
-        raise Unavailable("the store cannot be reached; nothing was published") from None
+        log.warning("%s failed: %s", action, type(exc).__name__)
+        raise Unavailable(message) from None
+
+
+def unavailable_store() -> contextlib.AbstractContextManager[None]:
+    """:func:`backend_failure` for a store's append: nothing was published."""
+    return backend_failure("store append", "the store cannot be reached; nothing was published")

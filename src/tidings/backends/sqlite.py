@@ -33,6 +33,7 @@ import orjson
 from tidings.backends.base import NewEvent, StoreLimits
 from tidings.core.events import Event, Position, new_epoch
 from tidings.core.history import HistoryPage
+from tidings.errors import BackendError
 
 __all__ = ["SQLiteStore", "SQLiteStoreError"]
 
@@ -78,9 +79,10 @@ _PRUNE_WAIT_MS = 50
 Synchronous = Literal["normal", "full"]
 
 
-class SQLiteStoreError(Exception):
+class SQLiteStoreError(BackendError):
     """The SQLite file cannot be used as a store: no such directory, not a tidings
-    database, a newer schema, the file deleted under a running hub, or the store closed."""
+    database, a newer schema, the file deleted under a running hub, or the store closed.
+    Its message names the file: for the operator, never for clients."""
 
 
 class SQLiteStore:

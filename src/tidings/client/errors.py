@@ -1,19 +1,26 @@
-"""The client's exceptions, one tree::
+"""The client's exceptions, a branch of the one tree of :mod:`tidings.errors`::
 
-ClientError
-├── Reset              history no longer reaches back: refetch the channel's state
-├── ConnectionFailed   the client gave up (do-not-reconnect close, or out of attempts)
-├── RequestError       the hub answered a request (publish, ping, …) with an error
-└── ClientClosed       the client was closed while the call was waiting
+TidingsError
+└── ClientError
+    ├── Reset              history no longer reaches back: refetch the channel's state
+    ├── ConnectionFailed   the client gave up (do-not-reconnect close, or out of attempts)
+    ├── RequestError       the hub answered a request (publish, ping, …) with an error
+    └── ClientClosed       the client was closed while the call was waiting
 """
 
 from __future__ import annotations
 
+from tidings.errors import TidingsError
+
 __all__ = ["ClientClosed", "ClientError", "ConnectionFailed", "RequestError", "Reset"]
 
 
-class ClientError(Exception):
-    """Root of every exception :mod:`tidings.client` raises."""
+class ClientError(TidingsError):
+    """Root of every exception :mod:`tidings.client` raises (``except TidingsError``
+    catches them too). Its ``status`` and ``code`` describe the client's side: a
+    :class:`RequestError` carries the hub's code."""
+
+    code = "client_error"
 
 
 class Reset(ClientError):

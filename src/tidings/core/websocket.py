@@ -22,6 +22,8 @@ import hashlib
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
+from tidings.errors import HandshakeError, WebSocketError
+
 __all__ = [
     "OP_BINARY",
     "OP_CLOSE",
@@ -53,34 +55,6 @@ _GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _CONTROL_MAX: Final = 125  # RFC 6455 §5.5: a control frame's payload fits in 7 bits
 _CLOSE_REASON_MAX: Final = _CONTROL_MAX - 2
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
-
-
-class HandshakeError(Exception):
-    """A client's upgrade request that is not a valid WebSocket opening handshake.
-
-    ``message`` says what is wrong, in words fit to send back in a 400 response.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class WebSocketError(Exception):
-    """A violation of RFC 6455 by the peer: the connection must be failed.
-
-    ``code`` and ``reason`` are what to put in the close frame sent before closing
-    (1002 protocol error, 1007 invalid UTF-8, 1009 message too big). ``events`` holds
-    the messages :meth:`Reader.feed` had completed, in the same call, before the bytes
-    that broke the rules; deliver them before failing, so that where the stream happened
-    to be split never changes what the application sees.
-    """
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{reason} ({code})")
-        self.code = code
-        self.reason = reason
-        self.events: list[Message | Close] = []
 
 
 class Message(NamedTuple):

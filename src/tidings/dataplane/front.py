@@ -27,7 +27,7 @@ from tidings.dataplane.plane import DataPlane
 from tidings.dataplane.sse_stream import SSEOutlet
 from tidings.dataplane.websocket import WebSocketProtocol
 from tidings.dataplane.ws_stream import WebSocketOutlet
-from tidings.errors import BadRequest, TidingsError
+from tidings.errors import TidingsError
 from tidings.logs import choose_request_id, request_id_var
 from tidings.streams import routes
 from tidings.streams.admission import check_origin, refusal
@@ -234,8 +234,7 @@ class FrontProtocol(asyncio.Protocol):
         try:
             key = handshake_key(self._head.headers)
         except HandshakeError as exc:
-            refused = BadRequest(exc.message)
-            transport.write(render_response(400, error_headers(refused), error_body(refused)))
+            transport.write(render_response(exc.status, error_headers(exc), error_body(exc)))
             transport.close()
             return
         facts = self._facts({})

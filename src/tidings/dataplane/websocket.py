@@ -199,7 +199,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _fail(self, exc: WebSocketError) -> None:
         """Fail the connection (RFC 6455 §7.1.7) on the client's protocol violation."""
-        self.close(exc.code, exc.reason)
+        self.close(exc.close_code, exc.reason)
         transport = self.transport
         if self.state is not State.CLOSING or transport is None:
             return
