@@ -107,10 +107,13 @@ def test_secured_hub_is_red_without_a_token_and_green_with_one(browser: Any) -> 
             expect(status).to_contain_text("failed: ")
             expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
             expect(page.locator("#connections-note")).to_contain_text("connections: ")
+            expect(page.locator("#feed-note")).to_contain_text("token or API key is required")
 
             page.get_by_label("Token (stored in this browser)").fill("s3cret-key")
             page.get_by_role("button", name="Use token").click()
             expect(status).to_have_attribute("data-status", "connected", timeout=10_000)
+            # The refusal from before the token no longer stands in the feed.
+            expect(page.locator("#feed-note")).not_to_contain_text("required")
             expect(page.locator("#connections-table")).to_contain_text("apikey:ops", timeout=10_000)
             assert page.evaluate("localStorage.getItem('tidings.token')") == "s3cret-key"
 
@@ -119,3 +122,41 @@ def test_secured_hub_is_red_without_a_token_and_green_with_one(browser: Any) -> 
             expect(status).to_have_attribute("data-status", "connected", timeout=10_000)
         finally:
             page.close()
+
+
+def test_pages_load_without_the_internet_and_without_console_errors(
+    browser: Any, served_hub: ServedHub
+) -> None:
+    """/docs (Swagger UI) and the dashboard use only what the hub serves: requests to any
+    other host are blocked here, and no page logs an error (the favicon included)."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context()
+    outside: list[str] = []
+
+    def only_the_hub(route: Any) -> None:
+        if route.request.url.startswith(served_hub.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_hub)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(served_hub.url + "docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("tidings", timeout=10_000)
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+
+        page.goto(served_hub.url)
+        status = page.get_by_role("status").first
+        expect(status).to_have_attribute("data-status", "connected", timeout=10_000)
+        favicon = page.request.get(served_hub.url + "favicon.ico")
+        assert favicon.status == 200
+        assert outside == []
+        assert errors == []
+    finally:
+        context.close()
