@@ -1,4 +1,4 @@
-"""Video-recognition event monitor: a FastAPI app with a tidings hub embedded (SPEC §11, 2).
+"""Video-recognition event monitor: a FastAPI app with a tidings hub embedded.
 
 A recognition pipeline reports detections to ``POST /api/events``. Each one is stored in
 SQLite first, then broadcast to live dashboards through the hub on channel ``events``.
@@ -13,8 +13,8 @@ Run it from the repository root with either of::
 
 Environment (read here, at the edge, and nowhere else):
 ``MONITOR_DB`` (SQLite file; default ``tidings-monitor.db`` in the temp directory),
-``MONITOR_ALLOWED_ORIGINS`` (comma-separated browser origins, besides the app's own and
-localhost, whose pages may open live streams), ``MONITOR_HOST`` / ``MONITOR_PORT`` (for
+``MONITOR_ALLOWED_ORIGINS`` (comma-separated browser origins, besides the app's own, whose
+pages may open live streams; unset, pages on localhost may, for development), ``MONITOR_HOST`` / ``MONITOR_PORT`` (for
 ``python …/app.py``; default 127.0.0.1:8000).
 """
 

@@ -100,7 +100,7 @@ def build_app(streams: Streams) -> ASGIApp:
         title="tidings",
         version=__version__,
         summary="A real-time event hub: publish over HTTP, receive over SSE and WebSocket.",
-        docs_url="/docs",
+        docs_url=None,  # served from the package by mount_static, not from a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
@@ -144,12 +144,8 @@ def build_app(streams: Streams) -> ASGIApp:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    served: ASGIApp = LazyStart(app, hub)
-    cors = Cors(hub.settings.allowed_origins)
-    if cors.enabled:
-        # Browsers on the allowed origins may also call the API and open EventSource
-        # cross-origin (with credentials, for cookie tokens).
-        served = CorsMiddleware(served, cors)
+    # Browsers on the allowed origins may call the API and open EventSource cross-origin.
+    served = CorsMiddleware(LazyStart(app, hub), Cors(hub.settings.allowed_origins))
     return RequestIdMiddleware(served)
 
 

@@ -1,15 +1,19 @@
 """Cross-origin rules (CORS), written once for streams and the HTTP API.
 
-With no ``allowed_origins`` nothing is added: same-origin pages and non-browser clients
-need no CORS. With a list, a request from a listed origin gets the headers that let a
-browser read the response (with credentials, for cookie tokens); ``"*"`` allows every
-origin without credentials. A preflight from an allowed origin is answered here, not by
-the endpoint. What must never happen: credentials allowed for an origin not listed.
+The origins are those of :func:`~tidings.auth.origins.cross_origin_allowed`, the rule
+stream admission uses too. With no ``allowed_origins`` (development), pages on localhost
+(any port) get the headers that let a browser read a response, without credentials
+(tokens go in a header or ``?token=``). With a list, exactly the listed origins get
+them, with credentials (for cookie tokens); ``"*"`` allows every origin without
+credentials. A preflight from an allowed origin is answered here, not by the endpoint.
+What must never happen: credentials allowed for an origin not listed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from tidings.auth.origins import cross_origin_allowed
 
 __all__ = ["ALLOW_HEADERS", "ALLOW_METHODS", "Cors"]
 
@@ -25,15 +29,13 @@ class Cors:
     """The CORS policy of one hub."""
 
     def __init__(self, allowed_origins: Iterable[str]) -> None:
-        self.allowed = frozenset(allowed_origins)
+        self.allowed = tuple(allowed_origins)
         self.allow_all = "*" in self.allowed
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.allowed)
+        # Cookies cross origin only for origins listed by name.
+        self.credentials = bool(self.allowed) and not self.allow_all
 
     def allows(self, origin: str | None) -> bool:
-        return origin is not None and (self.allow_all or origin in self.allowed)
+        return origin is not None and cross_origin_allowed(origin, self.allowed)
 
     def response_headers(self, origin: str | None) -> list[Header]:
         """What a (non-preflight) response to ``origin`` carries."""
@@ -45,12 +47,14 @@ class Cors:
                 (b"access-control-allow-origin", b"*"),
                 (b"access-control-expose-headers", EXPOSE_HEADERS),
             ]
-        return [
+        headers = [
             (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-credentials", b"true"),
             (b"access-control-expose-headers", EXPOSE_HEADERS),
             (b"vary", b"Origin"),
         ]
+        if self.credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        return headers
 
     def preflight(
         self, origin: str | None, method: str | None, request_headers: str | None
@@ -72,5 +76,7 @@ class Cors:
             (b"access-control-max-age", MAX_AGE),
         ]
         if not self.allow_all:
-            headers += [(b"access-control-allow-credentials", b"true"), (b"vary", b"Origin")]
+            headers.append((b"vary", b"Origin"))
+        if self.credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
         return 200, headers, None
