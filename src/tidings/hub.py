@@ -6,12 +6,16 @@ or lets ``tidings serve`` run it.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from starlette.types import ASGIApp
 
 from tidings.api.app import build_app
 from tidings.backends.base import Broker, Presence, Store
 from tidings.node import CommandHandler, Node, Publication
 from tidings.settings import Settings
+from tidings.signals import on_stop_signals
 from tidings.streams.services import Streams
 
 __all__ = ["CommandHandler", "Hub", "Publication"]
@@ -38,6 +42,27 @@ class Hub(Node):
         super().__init__(settings, store=store, broker=broker, presence=presence)
         #: The clock and flusher every stream of this hub shares, on either path.
         self.streams = Streams(self)
+        self._undo_signals: Callable[[], None] | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect the backends, and close the streams when the process is asked to stop
+        (see :mod:`tidings.signals`). Idempotent."""
+        await super().start()
+        if self._undo_signals is None:
+            self._undo_signals = on_stop_signals(self._on_stop_signal)
+
+    async def stop(self, *, grace: float = 3.0) -> None:
+        if self._undo_signals is not None:
+            self._undo_signals()
+            self._undo_signals = None
+        await super().stop(grace=grace)
+
+    def _on_stop_signal(self) -> None:
+        if self.started and self._shutdown_task is None:
+            self._shutdown_task = asyncio.ensure_future(
+                self.close_connections("server_shutdown", grace=2.0)
+            )
 
     def asgi_app(self) -> ASGIApp:
         """The hub's HTTP, SSE and WebSocket endpoints as one ASGI app.

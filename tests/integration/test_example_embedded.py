@@ -199,3 +199,49 @@ def test_runs_as_documented(command: list[str], tmp_path: Path) -> None:
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert "Traceback" not in output
+
+
+def test_ctrl_c_under_plain_uvicorn_closes_streams_with_server_shutdown(tmp_path: Path) -> None:
+    """Embedded, a hub's open streams must not hold uvicorn's shutdown: on Ctrl+C each
+    gets ``disconnect`` (``server_shutdown``) and the process ends cleanly, as under
+    ``tidings serve``."""
+    port = free_port()
+    env = {**os.environ, "MONITOR_DB": str(tmp_path / "events.db")}
+    command = [sys.executable, "-m", "uvicorn", "examples.embedded_fastapi.app:app"]
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/realtime/api/v1/events?channel=events"
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                stream = httpx.stream("GET", url, timeout=10)
+                response = stream.__enter__()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the example did not start in 20 s"
+                time.sleep(0.05)
+        try:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert any(line.startswith("event: position") for line in lines)
+            process.send_signal(signal.SIGINT)
+            signalled = time.monotonic()
+            rest = "\n".join(lines)  # to the end of the stream
+        finally:
+            stream.__exit__(None, None, None)
+        assert "event: disconnect" in rest and "server_shutdown" in rest
+        process.wait(timeout=10)
+        assert time.monotonic() - signalled < 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log_path.read_text()
+    assert process.returncode in (0, -signal.SIGINT), output
+    assert "Application shutdown complete" in output
+    assert "Traceback" not in output and "CancelledError" not in output
