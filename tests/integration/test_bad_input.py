@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -246,6 +247,11 @@ async def test_websocket_oversized_message_closes_with_1009_only_that_connection
         await offender.send(b"x" * size if binary else "x" * size)
         await asyncio.wait_for(offender.wait_closed(), 5)
         assert offender.close_code == CloseCode.MESSAGE_TOO_BIG == 1009
+        # The reason docs/protocol.md quotes, on both paths.
+        assert re.fullmatch(
+            r"(message|frame) (larger than|with \d+ bytes exceeds limit of) \d+ bytes",
+            offender.close_reason or "",
+        ), offender.close_reason
 
         # Everyone else is unaffected: same channel, other channel, new clients.
         stored = await _publish(http, "demo", {"after": "oversized"})
