@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import ipaddress
 import os
 import sys
@@ -14,7 +15,8 @@ import orjson
 import typer
 from rich.console import Console
 
-from tidings.settings import Settings, load_settings, parse_api_keys
+from tidings.setting_flags import setting_values, with_setting_options
+from tidings.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
 
@@ -40,88 +42,25 @@ def _is_loopback(host: str) -> bool:
 
 
 @app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="Listen address. [default: 127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port. [default: 8000]")] = None,
-    broker: Annotated[str | None, typer.Option(help="memory:// or redis://…")] = None,
-    store: Annotated[str | None, typer.Option(help="memory://, sqlite:///path, redis://…")] = None,
-    history_size: Annotated[int | None, typer.Option(help="Events kept per channel. [100]")] = None,
-    history_ttl: Annotated[
-        float | None, typer.Option(help="Seconds an event stays in history.")
-    ] = None,
-    heartbeat: Annotated[float | None, typer.Option(help="SSE comment interval, s. [15]")] = None,
-    ping_interval: Annotated[
-        float | None, typer.Option(help="WebSocket ping interval, s. [30]")
-    ] = None,
-    queue_size: Annotated[
-        int | None, typer.Option(help="Per-connection queue, events. [1000]")
-    ] = None,
-    slow_consumer: Annotated[
-        str | None, typer.Option(help="disconnect or drop. [disconnect]")
-    ] = None,
-    jwt_secret: Annotated[str | None, typer.Option(help="HS256 shared secret.")] = None,
-    jwt_public_key: Annotated[str | None, typer.Option(help="PEM public key file.")] = None,
-    jwks_file: Annotated[str | None, typer.Option(help="JWKS file.")] = None,
-    jwt_audience: Annotated[str | None, typer.Option(help="Required `aud` claim.")] = None,
-    jwt_issuer: Annotated[str | None, typer.Option(help="Required `iss` claim.")] = None,
-    jwt_leeway: Annotated[float | None, typer.Option(help="Clock skew allowed, s. [5]")] = None,
-    connect_hook: Annotated[str | None, typer.Option(help="Connect hook URL.")] = None,
-    api_key: Annotated[list[str] | None, typer.Option(help="NAME=KEY, repeatable.")] = None,
-    allowed_origin: Annotated[
-        list[str] | None, typer.Option(help="Allowed Origin, repeatable.")
-    ] = None,
-    max_connections: Annotated[int | None, typer.Option(help="Per process. [10000]")] = None,
-    connection_rate: Annotated[
-        int | None, typer.Option(help="New streams per IP per minute.")
-    ] = None,
-    publish_rate: Annotated[float | None, typer.Option(help="Publishes per client per s.")] = None,
-    max_connections_per_client: Annotated[int | None, typer.Option(help="Per client id.")] = None,
-    max_subscriptions: Annotated[int | None, typer.Option(help="Channels per connection.")] = None,
-    max_connection_age: Annotated[float | None, typer.Option(help="Close streams after s.")] = None,
-    allow_anonymous: Annotated[
-        bool | None, typer.Option("--allow-anonymous", help="Open mode on a public address.")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Processes (needs a shared broker). [1]")
-    ] = None,
-    log_format: Annotated[str | None, typer.Option(help="text or json. [text]")] = None,
-    log_level: Annotated[str | None, typer.Option(help="Log level. [info]")] = None,
-    config: Annotated[str | None, typer.Option(help="TOML file with the same keys.")] = None,
-) -> None:
-    """Run a hub (in-memory by default; dashboard at http://127.0.0.1:8000/)."""
+@with_setting_options(
+    inspect.Parameter(
+        "config",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None, typer.Option("--config", help="TOML file with the same keys.")
+        ],
+    )
+)
+def serve(**values: Any) -> None:
+    """Run a hub (in-memory by default; dashboard at http://127.0.0.1:8000/).
+
+    Every setting is a flag, an environment variable (TIDINGS_<NAME>) and a TOML key;
+    a flag wins over the environment, which wins over the file.
+    """
     try:
         settings = load_settings(
-            config_file=config,
-            environ=os.environ,
-            host=host,
-            port=port,
-            broker=broker,
-            store=store,
-            history_size=history_size,
-            history_ttl=history_ttl,
-            heartbeat=heartbeat,
-            ping_interval=ping_interval,
-            queue_size=queue_size,
-            slow_consumer=slow_consumer,
-            jwt_secret=jwt_secret,
-            jwt_public_key=jwt_public_key,
-            jwks_file=jwks_file,
-            jwt_audience=jwt_audience,
-            jwt_issuer=jwt_issuer,
-            jwt_leeway=jwt_leeway,
-            connect_hook=connect_hook,
-            api_keys=parse_api_keys(api_key) if api_key else None,
-            allowed_origins=tuple(allowed_origin) if allowed_origin else None,
-            max_connections=max_connections,
-            connection_rate=connection_rate,
-            publish_rate=publish_rate,
-            max_connections_per_client=max_connections_per_client,
-            max_subscriptions=max_subscriptions,
-            max_connection_age=max_connection_age,
-            allow_anonymous=allow_anonymous,
-            workers=workers,
-            log_format=log_format,
-            log_level=log_level,
+            config_file=values.get("config"), environ=os.environ, **setting_values(values)
         )
     except (ValueError, OSError) as exc:
         err.print(f"[red]tidings: invalid settings:[/red] {exc}")
@@ -182,7 +121,9 @@ def token(
         list[str] | None, typer.Option("--publish", help="Pattern it may publish to.")
     ] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant it belongs to.")] = None,
-    admin: Annotated[bool, typer.Option("--admin", help="May use the admin APIs.")] = False,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="May use the admin APIs.", metavar="")
+    ] = False,
     ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 15m, 1h, 7d.")] = "1h",
     secret: Annotated[
         str | None, typer.Option(help="HS256 secret.", envvar="TIDINGS_JWT_SECRET")
@@ -264,7 +205,9 @@ def listen(
     ] = None,
     url: Annotated[str, typer.Option(help="Hub URL.", envvar="TIDINGS_URL")] = DEFAULT_URL,
     token: Annotated[str | None, typer.Option(help="Bearer token.", envvar="TIDINGS_TOKEN")] = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="Print raw JSON lines.")] = False,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="Print raw JSON lines.", metavar="")
+    ] = False,
     count: Annotated[int | None, typer.Option(help="Exit after this many events.")] = None,
 ) -> None:
     """Tail channels live (over SSE), resuming by itself when the stream drops."""
@@ -324,7 +267,9 @@ def bench(
     connect_timeout: Annotated[
         float, typer.Option(help="connections: seconds allowed for all handshakes.")
     ] = 120.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print results as JSON.", metavar="")
+    ] = False,
     plot: Annotated[str | None, typer.Option(help="Write a PNG chart (needs matplotlib).")] = None,
 ) -> None:
     """Measure fan-out (CPU per delivery, memory, latency) against baselines, or publish

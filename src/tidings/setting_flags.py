@@ -1,0 +1,113 @@
+"""Command-line options for every setting, made from the settings model.
+
+Each field of :class:`~tidings.settings.Settings` is a ``tidings serve`` option, an
+environment variable (``TIDINGS_<NAME>``) and a TOML key, all three from the one field:
+a new setting is one line in the model. The option's help is the field's description,
+its default and its environment variable. Options left out are ``None``, so that
+:func:`~tidings.settings.load_settings` lets the environment, then the file, then the
+default decide (flag > environment > file > default).
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import typer
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+
+from tidings.settings import ENV_PREFIX, Settings, parse_api_keys
+
+__all__ = ["flag_name", "setting_values", "with_setting_options"]
+
+Command = Callable[..., Any]
+
+#: Settings given as one value per flag, repeated: their flag is singular.
+REPEATED = {"api_keys": "--api-key", "allowed_origins": "--allowed-origin"}
+#: What a repeated flag's value looks like.
+METAVARS = {"api_keys": "NAME=KEY", "allowed_origins": "ORIGIN"}
+#: Settings that are on when the flag is given (there is no value to give).
+SWITCHES = frozenset({"allow_anonymous"})
+
+
+def flag_name(name: str) -> str:
+    """The ``tidings serve`` flag of setting ``name``."""
+    return REPEATED.get(name) or "--" + name.replace("_", "-")
+
+
+def _plain(annotation: Any) -> Any:
+    """``X | None`` to ``X``."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        rest = [a for a in get_args(annotation) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
+
+
+def _shown(name: str, field: FieldInfo) -> str:
+    if name in ("jwt_secret",):
+        return "none"
+    default = field.get_default(call_default_factory=True)
+    if default is None or default in ((), {}):
+        return "none"
+    if isinstance(default, bool):
+        return "off" if not default else "on"
+    return str(default)
+
+
+def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
+    kind = _plain(field.annotation)
+    env = ENV_PREFIX + name.upper()
+    description = (field.description or name.replace("_", " ")).rstrip(".")
+    if name in REPEATED:
+        text = _help(f"{description}; repeatable (env {env}=a,b).")
+        option = typer.Option(REPEATED[name], help=text, metavar=METAVARS[name])
+        return _keyword(name, Annotated[list[str] | None, option])
+    text = _help(f"{description} (default {_shown(name, field)}; env {env}).")
+    if name in SWITCHES:
+        option = typer.Option(flag_name(name), help=text, metavar="")
+        return _keyword(name, Annotated[bool | None, option])
+    if kind is SecretStr or (kind not in (int, float, str) and get_origin(kind) is not Literal):
+        kind = str
+    option = typer.Option(flag_name(name), help=text)
+    return _keyword(name, Annotated[kind | None, option])
+
+
+def _help(text: str) -> str:
+    # A sentence (but `memory://` stays as it is), with brackets escaped: help is markup.
+    if text.split(" ", 1)[0].isalpha():
+        text = text[:1].upper() + text[1:]
+    return text.replace("[", "\\[")
+
+
+def _keyword(name: str, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation
+    )
+
+
+def with_setting_options(
+    *extra: inspect.Parameter,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a ``**values`` command one option per setting (and the ``extra`` ones)."""
+
+    def decorate(command: Command) -> Command:
+        parameters = [_parameter(name, field) for name, field in Settings.model_fields.items()]
+        parameters.extend(extra)
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        return command
+
+    return decorate
+
+
+def setting_values(values: dict[str, Any]) -> dict[str, Any]:
+    """What the options gave, as :func:`~tidings.settings.load_settings` overrides."""
+    given = {name: values.get(name) for name in Settings.model_fields}
+    keys, origins = given.get("api_keys"), given.get("allowed_origins")
+    given["api_keys"] = parse_api_keys(keys) if keys else None
+    given["allowed_origins"] = tuple(origins) if origins else None
+    return {name: value for name, value in given.items() if value is not None}
