@@ -21,7 +21,7 @@ from pydantic.fields import FieldInfo
 
 from tidings.settings import ENV_PREFIX, Settings, parse_api_keys
 
-__all__ = ["flag_name", "setting_values", "with_setting_options"]
+__all__ = ["flag_name", "setting_values", "settings_table", "with_setting_options"]
 
 Command = Callable[..., Any]
 
@@ -55,6 +55,8 @@ def _shown(name: str, field: FieldInfo) -> str:
         return "none"
     if isinstance(default, bool):
         return "off" if not default else "on"
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
     return str(default)
 
 
@@ -111,3 +113,29 @@ def setting_values(values: dict[str, Any]) -> dict[str, Any]:
     given["api_keys"] = parse_api_keys(keys) if keys else None
     given["allowed_origins"] = tuple(origins) if origins else None
     return {name: value for name, value in given.items() if value is not None}
+
+
+def settings_table() -> str:
+    """The README's configuration table, made from the model (``python -m
+    tidings.setting_flags`` prints it; a test holds the README to it)."""
+    rows = [
+        "| flag | env | TOML key | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        flag = f"`{flag_name(name)}`"
+        env = f"`{ENV_PREFIX}{name.upper()}`"
+        if name in REPEATED:
+            flag = f"`{flag_name(name)} {METAVARS[name]}` (repeatable)"
+            env = f"`{ENV_PREFIX}{name.upper()}={METAVARS[name]},…`"
+        shown = _shown(name, field)
+        default = shown if shown in ("none", "off", "on") else f"`{shown}`"
+        rows.append(f"| {flag} | {env} | `{name}` | {default} | {field.description} |")
+    rows.append(
+        "| `--config FILE` | \N{EN DASH} | \N{EN DASH} | none | TOML file with the keys above |"
+    )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - a maintainer's tool
+    print(settings_table(), end="")

@@ -27,55 +27,89 @@ class Settings(BaseModel):
 
     host: str = Field("127.0.0.1", description="listen address")
     port: int = Field(8000, ge=0, le=65535, description="listen port")
-    broker: str = Field("memory://", description="memory:// or redis://… for a cluster")
-    store: str = Field("memory://", description="memory://, sqlite:///path, redis://…")
+    broker: str = Field(
+        "memory://", description="event transport between processes: `memory://` or `redis://…`"
+    )
+    store: str = Field(
+        "memory://",
+        description="where history is kept: `memory://`, `sqlite:///path` or `redis://…`",
+    )
     history_size: int = Field(100, ge=0, le=1_000_000, description="events kept per channel")
     history_ttl: float | None = Field(None, gt=0, description="seconds an event stays in history")
-    heartbeat: float = Field(15.0, gt=0, description="SSE comment interval, seconds")
-    sse_retry: int = Field(3000, ge=0, description="SSE retry hint sent to clients, ms")
-    ping_interval: float = Field(30.0, gt=0, description="WebSocket ping interval, seconds")
-    queue_size: int = Field(1000, ge=1, description="per-connection outgoing queue, events")
-    queue_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="per-connection queue, bytes")
+    heartbeat: float = Field(
+        15.0, gt=0, description="seconds of silence before an SSE `: ping` comment"
+    )
+    sse_retry: int = Field(3000, ge=0, description="SSE `retry:` sent to clients, ms")
+    ping_interval: float = Field(
+        30.0, gt=0, description="WebSocket ping interval, s; silent for 2 intervals = stale"
+    )
+    queue_size: int = Field(1000, ge=1, description="per-connection outgoing queue, frames")
+    queue_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="per-connection outgoing queue, bytes"
+    )
     slow_consumer: Literal["disconnect", "drop"] = Field(
-        "disconnect", description="what to do with a connection whose queue is full"
+        "disconnect", description="`disconnect` or `drop` when a queue is full"
     )
     max_connection_age: float | None = Field(
-        None, gt=0, description="seconds after which streams are closed to rebalance"
+        None, gt=0, description="close streams after this many seconds (`max_age`)"
     )
-    jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret")
-    jwt_public_key: str | None = Field(None, description="PEM file for RS256/ES256")
-    jwks_file: str | None = Field(None, description="JWKS file for RS256/ES256")
-    jwt_audience: str | None = Field(None, description="required `aud` claim, if set")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 secret for tokens")
+    jwt_public_key: str | None = Field(None, description="PEM file for RS256/ES256 tokens")
+    jwks_file: str | None = Field(None, description="JWKS file for RS256/ES256 tokens")
+    jwt_audience: str | None = Field(None, description="required `aud` claim")
     jwt_leeway: float = Field(
-        5.0, ge=0, le=300, description="seconds of clock skew tolerated on exp/iat/nbf"
+        5.0,
+        ge=0,
+        le=300,
+        description="seconds of clock skew tolerated on `exp`, `iat`, `nbf` (0-300)",
     )
-    jwt_issuer: str | None = Field(None, description="required `iss` claim, if set")
+    jwt_issuer: str | None = Field(None, description="required `iss` claim")
     connect_hook: str | None = Field(
-        None, description="URL the hub POSTs a connecting client's identity to"
+        None, description="URL asked for a connection's channels at connect"
     )
-    connect_hook_timeout: float = Field(2.0, gt=0, description="seconds to wait for the hook")
+    connect_hook_timeout: float = Field(
+        2.0, gt=0, description="seconds to wait for the connect hook"
+    )
     api_keys: dict[str, SecretStr] = Field(
-        default_factory=dict, description="publisher API keys, NAME=KEY"
+        default_factory=dict, description="API keys (full access), NAME=KEY"
     )
     allowed_origins: tuple[str, ...] = Field(
-        (), description="extra origins allowed for SSE and WebSocket"
+        (),
+        description=(
+            "browser origins whose pages may use the hub (CORS); "
+            "none: localhost pages, for development; a list is exact"
+        ),
     )
-    max_connections: int = Field(10_000, ge=1, description="stream connections per process")
-    max_connections_per_client: int = Field(100, ge=1, description="per client id")
+    max_connections: int = Field(10_000, ge=1, description="open streams per process")
+    max_connections_per_client: int = Field(100, ge=1, description="open streams per client id")
     max_subscriptions: int = Field(100, ge=1, description="channels per connection")
-    max_event_size: int = Field(64 * 1024, ge=16, description="serialised event data, bytes")
-    max_batch_size: int = Field(1000, ge=1, description="events per publish batch")
-    max_body_size: int = Field(8 * 1024 * 1024, ge=1024, description="HTTP request body, bytes")
-    max_message_size: int = Field(64 * 1024, ge=1024, description="WebSocket message, bytes")
-    connection_rate: int = Field(600, ge=1, description="new stream connections per IP per minute")
-    publish_rate: float = Field(1000.0, gt=0, description="publishes per client per second")
-    allow_anonymous: bool = Field(False, description="open mode on a non-loopback address")
-    workers: int = Field(1, ge=1, description="processes (needs a shared broker)")
-    data_plane: Literal["native", "asgi"] = Field(
-        "native", description="`tidings serve` streams: native (fast) or through the ASGI app"
+    max_event_size: int = Field(
+        64 * 1024, ge=16, description="bytes of an event's serialised `data`"
     )
-    log_format: Literal["text", "json"] = Field("text", description="log line format")
-    log_level: str = Field("info", description="log level")
+    max_batch_size: int = Field(1000, ge=1, description="events per publish batch")
+    max_body_size: int = Field(
+        8 * 1024 * 1024, ge=1024, description="bytes of an HTTP request body"
+    )
+    max_message_size: int = Field(
+        64 * 1024, ge=1024, description="bytes of a WebSocket client message"
+    )
+    connection_rate: int = Field(600, ge=1, description="new streams per IP per minute")
+    publish_rate: float = Field(1000.0, gt=0, description="publishes per client per second")
+    allow_anonymous: bool = Field(False, description="allow open mode on a non-loopback address")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="processes on one port (`SO_REUSEPORT`); more than 1 needs a shared broker",
+    )
+    data_plane: Literal["native", "asgi"] = Field(
+        "native",
+        description=(
+            "how `tidings serve` serves streams: `native` (onto the socket) "
+            "or `asgi` (as an embedded hub does)"
+        ),
+    )
+    log_format: Literal["text", "json"] = Field("text", description="`text` or `json`")
+    log_level: str = Field("info", description="`critical`, `error`, `warning`, `info` or `debug`")
 
     @field_validator("log_level")
     @classmethod

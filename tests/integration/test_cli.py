@@ -281,7 +281,13 @@ def test_serve_workers_with_the_memory_broker_is_refused() -> None:
 
 
 def test_serve_invalid_setting_is_refused() -> None:
+    # A choice the option lists: refused by the option itself, naming the choices.
     result = _tidings("serve", "--slow-consumer", "sometimes", "--port", "0", timeout=20)
+    assert result.returncode == 2
+    assert "'sometimes' is not one of 'disconnect', 'drop'" in _one_line(result.stderr)
+    assert "Traceback" not in result.stderr
+    # A bound of the settings model: refused when the settings are built.
+    result = _tidings("serve", "--history-size", "-5", "--port", "0", timeout=20)
     assert result.returncode == 2
     assert "invalid settings" in _one_line(result.stderr)
     assert "Traceback" not in result.stderr

@@ -112,3 +112,14 @@ def test_a_bad_value_names_the_setting(served: list[Settings]) -> None:
     result = CliRunner().invoke(app, ["serve", "--slow-consumer", "explode"])
     assert result.exit_code != 0
     assert "explode" in result.output and served == []
+
+
+def test_the_readme_table_is_the_model() -> None:
+    """The README's configuration table is made from the model; regenerate it with
+    ``python -m tidings.setting_flags`` when a setting changes."""
+    from tidings.setting_flags import settings_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("\n", readme.index("<!-- settings table:")) + 1
+    end = readme.index("<!-- end of settings table -->")
+    assert readme[start:end] == settings_table()
