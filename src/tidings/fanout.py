@@ -13,6 +13,10 @@ connections, one slice per turn of the event loop, so that publishers, handshake
 pings are answered between slices instead of after the whole fan-out. Events waiting
 behind a slice for the same subscribers join one job and reach each connection
 together, which its transport writes at once.
+
+The loop is reached only through a :class:`Scheduler` (the running loop by default), so
+the slicing, the merging of jobs and the filling of gaps run in unit tests with plain
+values and a hand-turned scheduler.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tidings.backends.base import Store
 from tidings.core.events import EncodedEvent, Event, Position
@@ -32,9 +36,52 @@ from tidings.core.sequencer import Sequencer
 if TYPE_CHECKING:
     from tidings.connection import Connection
 
-__all__ = ["FanOut"]
+__all__ = ["FanOut", "LoopScheduler", "Scheduler"]
 
 log = logging.getLogger("tidings.fanout")
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> Any: ...
+
+    def add_done_callback(self, callback: Callable[[Any], object], /) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What the fan-out needs of an event loop."""
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on a later turn (after what is already waiting)."""
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> Cancellable:
+        """Run ``coroutine`` as a task."""
+
+    async def sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds."""
+
+
+class LoopScheduler:
+    """The running asyncio loop, found when first needed."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _get(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self._get().call_soon(callback)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> Cancellable:
+        return self._get().create_task(coroutine)
+
+    async def sleep(self, delay: float) -> None:
+        await asyncio.sleep(delay)
 
 
 @dataclass(slots=True)
@@ -61,14 +108,16 @@ class FanOut:
         history_size: int,
         gap_grace: float = 0.2,
         on_change: Callable[[str], None] = lambda channel: None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.store = store
+        self.scheduler: Scheduler = scheduler or LoopScheduler()
         self.history_size = history_size
         self.gap_grace = gap_grace
         self.subscribers: dict[str, set[Connection]] = {}
         self.sequencer = Sequencer()
         self._on_change = on_change
-        self._filling: dict[str, asyncio.Task[None]] = {}
+        self._filling: dict[str, Cancellable] = {}
         # Bumped whenever a channel's subscribers change: a waiting job may only take
         # more events while it would deliver them to exactly the current subscribers.
         self._versions: dict[str, int] = {}
@@ -150,7 +199,7 @@ class FanOut:
             jobs.append(_Job(channel, [encoded], tuple(subscribers), version))
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._run_jobs)
+            self.scheduler.call_soon(self._run_jobs)
 
     def _run_jobs(self) -> None:
         """Serve one slice of the queued jobs, then give the loop back."""
@@ -173,7 +222,7 @@ class FanOut:
                 jobs.popleft()
         if jobs:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._run_jobs)
+            self.scheduler.call_soon(self._run_jobs)
 
     def resync(self) -> None:
         """The broker reconnected: fill every followed channel from the store now."""
@@ -183,13 +232,17 @@ class FanOut:
     def _fill_later(self, channel: str, delay: float) -> None:
         if channel in self._filling:
             return
-        task = asyncio.get_running_loop().create_task(self._fill(channel, delay))
+        task = self.scheduler.spawn(self._fill(channel, delay))
         self._filling[channel] = task
         task.add_done_callback(lambda _: self._filling.pop(channel, None))
 
     async def _fill(self, channel: str, delay: float) -> None:
         if delay:
-            await asyncio.sleep(delay)  # a reordered event usually closes the gap by itself
+            # A reordered event usually closes the gap by itself meanwhile; then there
+            # is nothing to read.
+            await self.scheduler.sleep(delay)
+            if not self.sequencer.holding(channel):
+                return
         last = self.sequencer.last(channel)
         if last is None:
             return
@@ -216,5 +269,6 @@ class FanOut:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if isinstance(task, asyncio.Future):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -68,6 +68,11 @@ class Sequencer:
     def channels(self) -> list[str]:
         return list(self._tracks)
 
+    def holding(self, channel: str) -> bool:
+        """Whether events of ``channel`` wait for missing ones (a gap is open)."""
+        track = self._tracks.get(channel)
+        return track is not None and bool(track.held)
+
     def feed(self, event: Event) -> tuple[list[Event], bool]:
         """Take one event; return the events now ready in order, and whether a gap is open.
 
