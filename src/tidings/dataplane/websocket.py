@@ -12,7 +12,6 @@ request switches the transport over to it.
 from __future__ import annotations
 
 import asyncio
-import enum
 from typing import Protocol, cast
 
 from tidings.core.websocket import (
@@ -26,8 +25,13 @@ from tidings.core.websocket import (
     encode_frame,
     text_frame,
 )
+from tidings.core.websocket_close import Do, Happened, Lifecycle
+from tidings.core.websocket_close import State as _State
 
 __all__ = ["Handler", "State", "WebSocketProtocol"]
+
+# Re-exported: the state is the protocol's, its moves are core.websocket_close's table.
+State = _State
 
 
 class Handler(Protocol):
@@ -60,20 +64,6 @@ class _NoHandler:
         pass
 
 
-class State(enum.Enum):
-    """Where a connection is in its life (RFC 6455 §4, §7).
-
-    CONNECTING -> OPEN on ``connection_made``; OPEN -> CLOSING when we send a close
-    frame first; OPEN or CLOSING -> CLOSED when the closing handshake is done, and any
-    state -> CLOSED when the transport is lost.
-    """
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
 class WebSocketProtocol(asyncio.Protocol):
     """One server-side WebSocket connection on an asyncio transport.
 
@@ -92,21 +82,24 @@ class WebSocketProtocol(asyncio.Protocol):
     def __init__(self, handler: Handler | None = None, *, max_size: int = 1 << 20) -> None:
         self.handler: Handler = handler if handler is not None else _NoHandler()
         self.transport: asyncio.Transport | None = None
-        self.state = State.CONNECTING
+        self._life = Lifecycle()
         self._reader = Reader(max_size)
         self._paused = False
         self._timer: asyncio.TimerHandle | None = None
-        self._closed_reported = False
+
+    @property
+    def state(self) -> _State:
+        return self._life.state
 
     @property
     def writable(self) -> bool:
         """Connected, not closing, and not paused by the transport's flow control."""
-        return self.state is State.OPEN and not self._paused
+        return self.state is _State.OPEN and not self._paused
 
     @property
     def open(self) -> bool:
         """Connected, and no close frame sent or received yet."""
-        return self.state is State.OPEN
+        return self.state is _State.OPEN
 
     def write(self, data: bytes) -> None:
         """Write already-framed bytes (one frame or several joined); a no-op unless open.
@@ -114,7 +107,7 @@ class WebSocketProtocol(asyncio.Protocol):
         Writes are never refused for flow control: a caller that cares checks
         ``writable`` and waits for ``Handler.on_drain``.
         """
-        if self.state is State.OPEN and self.transport is not None:
+        if self.state is _State.OPEN and self.transport is not None:
             self.transport.write(data)
 
     def send_text(self, text: str) -> None:
@@ -125,20 +118,17 @@ class WebSocketProtocol(asyncio.Protocol):
         """Start the closing handshake: send a close frame (only once) and wait for the
         client's, which closes the transport; abort it after ``close_timeout`` seconds.
         """
-        if self.state is not State.OPEN or self.transport is None:
-            return
-        self.transport.write(close_frame(code, reason))
-        self.state = State.CLOSING
-        self._start_close_timer()
+        if self.state is not _State.CONNECTING:  # nothing to close before the transport
+            self._step(Happened.CLOSE, code, reason)
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self.state = State.OPEN
+        self._step(Happened.OPENED)
 
     def data_received(self, data: bytes) -> None:
-        if self.state is not State.OPEN and self.state is not State.CLOSING:
+        if self.state is not _State.OPEN and self.state is not _State.CLOSING:
             return
         try:
             events = self._reader.feed(data)
@@ -154,21 +144,16 @@ class WebSocketProtocol(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state = State.CLOSED
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.transport = None
-        if not self._closed_reported:
-            self._closed_reported = True
-            self.handler.on_closed()
+        if self.transport is None and self.state is _State.CLOSED:
+            return  # already lost: asyncio says it once, but the handler must hear it once
+        self._step(Happened.LOST)
 
     def pause_writing(self) -> None:
         self._paused = True
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self.state is State.OPEN:
+        if self.state is _State.OPEN:
             self.handler.on_drain()
 
     # --- internals ---------------------------------------------------------------------
@@ -178,7 +163,7 @@ class WebSocketProtocol(asyncio.Protocol):
         for event in events:
             if isinstance(event, Close):
                 self._closed_by_peer(event)
-            elif self.state is not State.OPEN:
+            elif self.state is not _State.OPEN:
                 # After our close frame nothing more may be sent, pongs included.
                 continue
             elif event.opcode == OP_PING:
@@ -186,38 +171,45 @@ class WebSocketProtocol(asyncio.Protocol):
             elif event.opcode != OP_PONG:
                 self.handler.on_message(event.data)
 
-    def _closed_by_peer(self, event: Close) -> None:
-        transport = self.transport
-        if transport is None or self.state is State.CLOSED:
+    def _step(self, happened: Happened, code: int | None = 1000, reason: str = "") -> None:
+        """Move the lifecycle and carry out what its table says, in order."""
+        do = self._life.handle(happened)
+        if not do:
             return
-        if self.state is State.OPEN:
-            # Echo the code; an empty close (1005) is answered with an empty one.
-            transport.write(close_frame(event.code))
-        self.state = State.CLOSED
-        transport.close()
-        self._start_close_timer()
+        transport = self.transport
+        if transport is not None:
+            if do & Do.SEND_CLOSE:
+                transport.write(close_frame(code, reason))
+            if do & Do.ECHO_CLOSE:
+                transport.write(close_frame(code))
+            if do & Do.HALF_CLOSE:
+                if transport.can_write_eof():
+                    transport.write_eof()
+                else:
+                    self._step(Happened.NO_EOF)
+            if do & Do.CLOSE_TRANSPORT:
+                transport.close()
+        if do & Do.START_TIMER and self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.close_timeout, self._step, Happened.DEADLINE)
+        if do & Do.ABORT_TRANSPORT:
+            self._timer = None
+            if transport is not None:
+                transport.abort()
+        if do & Do.STOP_TIMER:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self.transport = None
+        if do & Do.REPORT_CLOSED:
+            self.handler.on_closed()
+
+    def _closed_by_peer(self, event: Close) -> None:
+        # An empty close (1005) is answered with an empty one.
+        self._step(Happened.PEER_CLOSE, event.code)
 
     def _fail(self, exc: WebSocketError) -> None:
-        """Fail the connection (RFC 6455 §7.1.7) on the client's protocol violation."""
-        self.close(exc.close_code, exc.reason)
-        transport = self.transport
-        if self.state is not State.CLOSING or transport is None:
-            return
-        # The reader now ignores input, the client's close frame included, so its
-        # answer to ours can only be seen as EOF. Half-closing tells it we are done
-        # while keeping the server the first to drop TCP.
-        if transport.can_write_eof():
-            transport.write_eof()
-        else:
-            self.state = State.CLOSED
-            transport.close()
-
-    def _start_close_timer(self) -> None:
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.close_timeout, self._abort)
-
-    def _abort(self) -> None:
-        self._timer = None
-        self.state = State.CLOSED
-        if self.transport is not None:
-            self.transport.abort()
+        """Fail the connection (RFC 6455 §7.1.7) on the client's protocol violation: the
+        reader now ignores input, the client's close frame included, so its answer to
+        ours can only be seen as EOF."""
+        self._step(Happened.FAIL, exc.close_code, exc.reason)
