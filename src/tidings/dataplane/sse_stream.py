@@ -22,6 +22,8 @@ _LAST_CHUNK = b"0\r\n\r\n"
 class SSEOutlet(asyncio.Protocol):
     """The transport's protocol and the stream's outlet; see the module docstring."""
 
+    __slots__ = ("_abort", "_paused", "stream", "transport")
+
     def __init__(self, stream: SSEStream, transport: asyncio.Transport) -> None:
         self.stream = stream
         self.transport = transport

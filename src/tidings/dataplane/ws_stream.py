@@ -19,6 +19,8 @@ class WebSocketOutlet:
     """The stream's outlet, and the :class:`~tidings.dataplane.websocket.Handler` of its
     socket."""
 
+    __slots__ = ("socket", "stream")
+
     def __init__(self, stream: WebSocketStream, socket: WebSocketProtocol) -> None:
         self.stream = stream
         self.socket = socket

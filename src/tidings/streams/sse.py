@@ -51,6 +51,17 @@ def join(frames: list[Frame]) -> bytes:
 class SSEStream:
     """One event stream: admission, preamble, subscriptions, writes and heartbeats."""
 
+    __slots__ = (
+        "_ended",
+        "_task",
+        "connection",
+        "heartbeat",
+        "last_write",
+        "node",
+        "outlet",
+        "streams",
+    )
+
     def __init__(self, streams: Streams) -> None:
         self.streams = streams
         self.node = streams.node

@@ -52,6 +52,22 @@ def _now() -> str:
 class WebSocketStream:
     """One WebSocket connection of the hub; see the module docstring."""
 
+    # One per connection: no __dict__, and the inbox only while messages wait.
+    __slots__ = (
+        "_closing",
+        "_inbox",
+        "_initial",
+        "_reading_paused",
+        "_stopped",
+        "_task",
+        "connection",
+        "interval",
+        "last_ping",
+        "node",
+        "outlet",
+        "streams",
+    )
+
     def __init__(self, streams: Streams) -> None:
         self.streams = streams
         self.node = streams.node
@@ -59,7 +75,7 @@ class WebSocketStream:
         self.outlet: WebSocketOutlet | None = None
         self.interval = self.node.settings.ping_interval
         self.last_ping = time.monotonic()
-        self._inbox: deque[str | bytes] = deque()
+        self._inbox: deque[str | bytes] | None = None
         self._initial: StreamRequest | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -93,12 +109,13 @@ class WebSocketStream:
         """A client message arrived; it is carried out after those before it."""
         if self._stopped or self.connection is None:
             return
-        self._inbox.append(data)
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = deque()
+        inbox.append(data)
         if self._task is None:
             self._run()
-        elif (
-            len(self._inbox) >= INBOX_LIMIT and not self._reading_paused and self.outlet is not None
-        ):
+        elif len(inbox) >= INBOX_LIMIT and not self._reading_paused and self.outlet is not None:
             # A client sending faster than its messages are carried out waits for us.
             self._reading_paused = True
             self.outlet.pause_reading()
@@ -130,6 +147,8 @@ class WebSocketStream:
                     inbox.clear()
         finally:
             self._task = None
+            if not self._inbox:
+                self._inbox = None  # an idle connection holds no queue
 
     async def _handle(self, connection: Connection, payload: str | bytes) -> bool:
         """Carry out one client message; False once the connection should stop reading."""
