@@ -495,6 +495,25 @@ class Node:
         )
         return [{"channel": channel, "subscribers": count} for channel, count in counts]
 
+    async def channels(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """Channels with local subscribers or with history, busiest first, then the
+        most recently published to: subscribers, retained events, newest event time."""
+        with backend_failure("store channels", "history cannot be read right now"):
+            stored = {c.channel: c for c in await self.store.channels(limit=limit)}
+        subscribed = {c: len(subs) for c, subs in self.fanout.subscribers.items()}
+        names = sorted(subscribed.keys() | stored.keys())
+        names.sort(key=lambda n: stored[n].last_event_at if n in stored else "", reverse=True)
+        names.sort(key=lambda n: subscribed.get(n, 0), reverse=True)
+        return [
+            {
+                "channel": name,
+                "subscribers": subscribed.get(name, 0),
+                "events": stored[name].events if name in stored else 0,
+                "last_event_at": stored[name].last_event_at if name in stored else None,
+            }
+            for name in names[:limit]
+        ]
+
     async def presence(self, channel: str) -> dict[str, Any]:
         """Connections and distinct client ids following ``channel`` on every node."""
         validate_channel(channel)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.browser.conftest import ServedHub, serving
@@ -41,6 +42,14 @@ def test_dashboard_status_publish_and_reconnect(browser: Any, served_hub: Served
         expect(page.locator("#history-table tbody tr")).to_have_count(1, timeout=5_000)
         expect(page.locator("#connections-table")).to_contain_text("(this page)", timeout=10_000)
         expect(page.locator("#channels-table")).to_contain_text("demo", timeout=10_000)
+        # A channel with history and no subscriber is listed, with its length (#12.17),
+        # as soon as it changes: well before the 5 s refresh.
+        httpx.post(f"{served_hub.url}api/v1/publish", json={"channel": "archive", "data": 1})
+        page.get_by_label("Data (JSON)").fill('{"nudge": 1}')
+        page.get_by_role("button", name="Publish").click()
+        archive = page.locator("#channels-table tbody tr", has_text="archive")
+        expect(archive.locator("td").nth(1)).to_have_text("0", timeout=2_000)  # subscribers
+        expect(archive.locator("td").nth(2)).to_have_text("1")  # events
 
         # A filter hides what does not match, and shows it again when cleared.
         page.get_by_label("Show type").fill("nothing-like-it")

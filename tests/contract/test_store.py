@@ -428,3 +428,40 @@ async def test_ping_raises_when_unreachable(store_factory: StoreFactory) -> None
             await asyncio.wait_for(store.ping(), 10)
     finally:
         await store.close()
+
+
+# --- channels: what has history -----------------------------------------------------------
+
+
+async def test_channels_lists_what_has_history_newest_first(store: Store, channel: str) -> None:
+    quiet, busy = f"{channel}-quiet", f"{channel}-busy"
+    await append(store, quiet, 1)
+    events = await append(store, busy, 3)
+    listed = {c.channel: c for c in await store.channels() if c.channel.startswith(channel)}
+    assert set(listed) == {quiet, busy}
+    assert listed[busy].events == 3
+    assert listed[busy].last_event_at == events[-1].timestamp
+    assert listed[quiet].events == 1
+    newest_first = [c.last_event_at for c in await store.channels()]
+    assert newest_first == sorted(newest_first, reverse=True)
+
+
+async def test_channels_counts_only_retained_events(make_store: MakeStore, channel: str) -> None:
+    store = await make_store(history_size=2)
+    await append(store, channel, 5)
+    (listed,) = [c for c in await store.channels() if c.channel == channel]
+    assert listed.events == 2
+
+
+async def test_channels_leaves_out_expired_history(make_store: MakeStore, channel: str) -> None:
+    store = await make_store(history_ttl=TTL)
+    await append(store, channel, 2)
+    assert [c for c in await store.channels() if c.channel == channel] != []
+    await asyncio.sleep(TTL + 0.15)
+    assert [c for c in await store.channels() if c.channel == channel] == []
+
+
+async def test_channels_honours_its_limit(store: Store, channel: str) -> None:
+    for n in range(3):
+        await append(store, f"{channel}-{n}", 1)
+    assert len(await store.channels(limit=2)) == 2

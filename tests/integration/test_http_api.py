@@ -73,8 +73,22 @@ async def test_channels_connections_and_presence(served: RunningHub) -> None:
         async with websockets.connect(served.ws_url + "/ws?channel=p1&channel=p2") as ws:
             for _ in range(3):
                 await ws.recv()  # connected, subscribed x2
+            stored = (
+                await http.post("/api/v1/publish", json={"channel": "kept", "data": 1})
+            ).json()
             channels = (await http.get("/api/v1/channels")).json()["channels"]
-            assert {"channel": "p1", "subscribers": 1} in channels
+            assert {"channel": "p1", "subscribers": 1, "events": 0, "last_event_at": None} in (
+                channels
+            )
+            # A channel with history but nobody following it is listed too (#12.17).
+            assert {
+                "channel": "kept",
+                "subscribers": 0,
+                "events": 1,
+                "last_event_at": stored["timestamp"],
+            } in channels
+            # Followed channels first.
+            assert [c["subscribers"] for c in channels] == [1, 1, 0]
             connections = (await http.get("/api/v1/connections")).json()["connections"]
             (connection,) = connections
             assert connection["transport"] == "websocket"

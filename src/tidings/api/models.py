@@ -64,7 +64,9 @@ class HistoryOut(BaseModel):
 
 class ChannelOut(BaseModel):
     channel: str
-    subscribers: int
+    subscribers: int = Field(description="connections following it on this node")
+    events: int = Field(description="events in its history")
+    last_event_at: str | None = Field(description="timestamp of its newest event, if any")
 
 
 class ChannelList(BaseModel):

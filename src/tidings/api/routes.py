@@ -138,10 +138,12 @@ def build_router(hub: Node) -> APIRouter:
         "/api/v1/channels",
         response_model=ChannelList,
         tags=["admin"],
-        summary="Channels with subscriber counts",
+        summary="Channels with subscribers or history",
     )
-    async def channels(_: Identity = Depends(admin)) -> Response:
-        return _json({"channels": hub.channel_stats()})
+    async def channels(
+        limit: int = Query(1000, ge=1, le=10_000), _: Identity = Depends(admin)
+    ) -> Response:
+        return _json({"channels": await hub.channels(limit=limit)})
 
     @router.get(
         "/api/v1/connections",

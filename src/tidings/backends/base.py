@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from tidings.core.events import Event
-from tidings.core.history import HistoryPage
+from tidings.core.history import ChannelHistory, HistoryPage
 from tidings.errors import BackendError, TidingsError, Unavailable
 
 __all__ = [
@@ -75,6 +75,9 @@ class Store(Protocol):
       at most ``limit``; ``complete`` is false when the history no longer reaches back
       to ``since`` (evicted, expired, unknown, other epoch). Without ``since`` it
       returns the newest ``limit`` events and ``complete`` is true.
+    * :meth:`channels` lists channels that have retained events (what :meth:`read`
+      would return), newest event first, at most ``limit``: their number of events and
+      the timestamp of the newest. Channels whose history is all gone are not listed.
     * :meth:`ping` raises when the store cannot be reached; :meth:`close` is idempotent.
     """
 
@@ -83,6 +86,8 @@ class Store(Protocol):
     async def read(
         self, channel: str, *, since: str | None = None, limit: int = 100
     ) -> HistoryPage: ...
+
+    async def channels(self, *, limit: int = 1000) -> list[ChannelHistory]: ...
 
     async def ping(self) -> None: ...
 

@@ -26,7 +26,7 @@ from tidings.backends.base import (
     unavailable_store,
 )
 from tidings.core.events import Event, Position, new_epoch
-from tidings.core.history import HistoryPage
+from tidings.core.history import ChannelHistory, HistoryPage
 
 __all__ = ["MemoryBroker", "MemoryPresence", "MemoryStore"]
 
@@ -119,6 +119,17 @@ class MemoryStore:
         complete = position.offset >= oldest - 1
         after = [event for event in retained if event.position.offset > position.offset]
         return HistoryPage(after[:limit] if limit > 0 else [], complete, top)
+
+    async def channels(self, *, limit: int = 1000) -> list[ChannelHistory]:
+        now = self._clock()
+        found = []
+        for name, history in self._channels.items():
+            self._expire(history, now)
+            if history.events:
+                newest = history.events[-1][1]
+                found.append(ChannelHistory(name, len(history.events), newest.timestamp))
+        found.sort(key=lambda c: c.last_event_at, reverse=True)
+        return found[:limit]
 
     async def ping(self) -> None:
         return None

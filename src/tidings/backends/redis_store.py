@@ -38,7 +38,7 @@ from tidings.backends.redis import (
     unavailable,
 )
 from tidings.core.events import Event, Position, new_epoch
-from tidings.core.history import HistoryPage
+from tidings.core.history import ChannelHistory, HistoryPage
 
 __all__ = ["RedisStore"]
 
@@ -158,6 +158,27 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+# KEYS: history lists. ARGV: history ttl ms (0: none). For each list, after dropping
+# what has expired: its length and its newest entry (false when empty).
+_CHANNELS = (
+    server_ms_lua()
+    + _EXPIRE_HEAD
+    + """
+local ttl = tonumber(ARGV[1])
+local out = {}
+for i, hist in ipairs(KEYS) do
+  if ttl > 0 then expire_head(hist, ttl, now) end
+  out[2 * i - 1] = redis.call('LLEN', hist)
+  out[2 * i] = redis.call('LINDEX', hist, -1)
+end
+return out
+"""
+)
+
+#: History lists read per script call when listing channels.
+_CHANNELS_BATCH = 500
+
+
 def _decode(entry: bytes) -> Event:
     _, _, json = entry.partition(b" ")
     return Event.from_dict(orjson.loads(json))
@@ -180,6 +201,7 @@ class RedisStore:
         self._meta_ms = max(_ms(options.idle_ttl), self._history_ms)
         self._append = self._client.register_script(_APPEND)
         self._read = self._client.register_script(_READ)
+        self._channels = self._client.register_script(_CHANNELS)
         self._closed = False
 
     # -- keys ----------------------------------------------------------------------------
@@ -280,6 +302,25 @@ class RedisStore:
             bool(complete),
             Position(epoch.decode(), int(top)),
         )
+
+    async def channels(self, *, limit: int = 1000) -> list[ChannelHistory]:
+        head = f"{self.prefix}:h:"
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in head) + "*"
+        found: list[ChannelHistory] = []
+        with unavailable("store"):
+            keys = [key async for key in self._client.scan_iter(match=pattern, count=1000)]
+            for start in range(0, len(keys), _CHANNELS_BATCH):
+                batch = keys[start : start + _CHANNELS_BATCH]
+                raw = await self._channels(keys=batch, args=[self._ttl_ms])
+                for i, key in enumerate(batch):
+                    length, newest = raw[2 * i], raw[2 * i + 1]
+                    if length and newest:
+                        channel = key.decode()[len(head) :]
+                        found.append(
+                            ChannelHistory(channel, int(length), _decode(newest).timestamp)
+                        )
+        found.sort(key=lambda c: c.last_event_at, reverse=True)
+        return found[:limit]
 
     async def ping(self) -> None:
         with unavailable("store"):

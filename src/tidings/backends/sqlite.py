@@ -32,7 +32,7 @@ import orjson
 
 from tidings.backends.base import NewEvent, StoreLimits
 from tidings.core.events import Event, Position, new_epoch
-from tidings.core.history import HistoryPage
+from tidings.core.history import ChannelHistory, HistoryPage
 from tidings.errors import BackendError
 
 __all__ = ["SQLiteStore", "SQLiteStoreError"]
@@ -305,6 +305,32 @@ class SQLiteStore:
     ) -> HistoryPage:
         """A channel's history; see :class:`~tidings.backends.base.Store`."""
         return await self._run(self._read, channel, since, limit)
+
+    async def channels(self, *, limit: int = 1000) -> list[ChannelHistory]:
+        """Channels with retained events; see :class:`~tidings.backends.base.Store`."""
+        return await self._run(self._channels, limit)
+
+    def _channels(self, conn: sqlite3.Connection, limit: int) -> list[ChannelHistory]:
+        conn.execute("BEGIN")
+        try:
+            now = self._clock()
+            found = []
+            for channel, last_seq in conn.execute("SELECT channel, last_seq FROM channels"):
+                oldest = self._oldest(conn, channel, int(last_seq), now)
+                if oldest > last_seq:
+                    continue  # all of it is gone
+                row = conn.execute(
+                    "SELECT timestamp FROM events WHERE channel = ? AND seq = ?",
+                    (channel, last_seq),
+                ).fetchone()
+                if row is not None:
+                    found.append(ChannelHistory(channel, int(last_seq) - oldest + 1, row[0]))
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+        found.sort(key=lambda c: c.last_event_at, reverse=True)
+        return found[:limit]
 
     async def ping(self) -> None:
         """Run a trivial query; raise when the file was deleted or replaced under us."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tidings.core.events import Event, Position
 
-__all__ = ["HistoryPage"]
+__all__ = ["ChannelHistory", "HistoryPage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +22,13 @@ class HistoryPage:
     events: list[Event]
     complete: bool
     position: Position
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHistory:
+    """What a store holds of one channel: how many events, and when the newest was
+    published (its timestamp, as in the event)."""
+
+    channel: str
+    events: int
+    last_event_at: str
