@@ -7,14 +7,13 @@ or lets ``tidings serve`` run it.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 from starlette.types import ASGIApp
 
 from tidings.api.app import build_app
-from tidings.backends.base import Broker, Presence, Store
 from tidings.node import CommandHandler, Node, Publication
-from tidings.settings import Settings
 from tidings.signals import on_stop_signals
 from tidings.streams.services import Streams
 
@@ -31,19 +30,14 @@ class Hub(Node):
         await hub.publish("alerts", "disk_full", {"host": "db1"})
     """
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        store: Store | None = None,
-        broker: Broker | None = None,
-        presence: Presence | None = None,
-    ) -> None:
-        super().__init__(settings, store=store, broker=broker, presence=presence)
-        #: The clock and flusher every stream of this hub shares, on either path.
-        self.streams = Streams(self)
-        self._undo_signals: Callable[[], None] | None = None
-        self._shutdown_task: asyncio.Task[None] | None = None
+    # Set while started: undoes the signal chaining (see tidings.signals).
+    _undo_signals: Callable[[], None] | None = None
+    _shutdown_task: asyncio.Task[None] | None = None
+
+    @functools.cached_property
+    def streams(self) -> Streams:
+        """The clock and flusher every stream of this hub shares, on either path."""
+        return Streams(self)
 
     async def start(self) -> None:
         """Connect the backends, and close the streams when the process is asked to stop
@@ -57,6 +51,7 @@ class Hub(Node):
             self._undo_signals()
             self._undo_signals = None
         await super().stop(grace=grace)
+        self._shutdown_task = None
 
     def _on_stop_signal(self) -> None:
         if self.started and self._shutdown_task is None:

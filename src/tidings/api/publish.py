@@ -7,7 +7,6 @@ going through dependency solving and response classes. Both run :func:`publish_j
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -15,8 +14,8 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from tidings.api.models import BatchPublishRequest, PublishRequest
-from tidings.auth.authenticator import credential_from
 from tidings.auth.policy import authorize_publish
+from tidings.core.request import client_ip, facts_from_scope, header
 from tidings.errors import BadRequest, InvalidJSON, TooLarge, UnsupportedMediaType
 from tidings.identity import Identity
 from tidings.node import Node, Publication
@@ -26,23 +25,16 @@ __all__ = ["PublishEndpoint", "publish_json", "read_json", "validation_error"]
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 async def read_json(scope: Scope, receive: Receive, limit: int) -> Any:
     """The request's JSON body, refusing wrong content types and bodies over ``limit``."""
     headers = scope.get("headers", ())
-    media = (_header(headers, b"content-type") or "").split(";")[0].strip().lower()
+    media = (header(headers, b"content-type") or "").split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(
             "send the body as JSON with Content-Type: application/json "
             f"(got {media[:60] or 'none'!r})"
         )
-    declared = _header(headers, b"content-length")
+    declared = header(headers, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the body is over the limit of {limit} bytes", code="body_too_large")
     chunks: list[bytes] = []
@@ -114,12 +106,10 @@ class PublishEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub = self.hub
-        identity = hub.authenticator.authenticate(
-            credential_from(scope.get("query_string", b""), scope.get("headers", ()))
-        )
+        facts = facts_from_scope(scope)
+        identity = hub.gate.identify(facts)
         body = await read_json(scope, receive, hub.settings.max_body_size)
-        client = scope.get("client")
-        answer = await publish_json(hub, identity, body, client[0] if client else "unknown")
+        answer = await publish_json(hub, identity, body, client_ip(facts.peer))
         content = orjson.dumps(answer)
         await send(
             {

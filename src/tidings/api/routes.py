@@ -18,8 +18,8 @@ from tidings.api.models import (
     PresenceOut,
 )
 from tidings.api.publish import publish_json, read_json
-from tidings.auth.authenticator import credential_from
 from tidings.auth.policy import authorize_subscribe, require_admin
+from tidings.core.request import client_ip, facts_from_scope
 from tidings.identity import Identity
 from tidings.metrics import CONTENT_TYPE, make_registry, render_metrics
 from tidings.node import Node
@@ -71,17 +71,15 @@ def build_router(hub: Node) -> APIRouter:
 
     async def caller(request: Request) -> Identity:
         """The identity behind the request's credential (401 when required and absent)."""
-        scope = request.scope
-        return hub.authenticator.authenticate(
-            credential_from(scope.get("query_string", b""), scope.get("headers", ()))
-        )
+        return hub.gate.identify(facts_from_scope(request.scope))
 
     async def admin(identity: Identity = Depends(caller)) -> Identity:
         require_admin(identity)
         return identity
 
     def rate_key(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
+        client = request.client
+        return client_ip((client.host, client.port) if client else None)
 
     @router.post(
         "/api/v1/publish",

@@ -15,7 +15,11 @@ from typing import Protocol
 from tidings.node import Node
 from tidings.streams.flush import Flusher
 
-__all__ = ["Streams", "Ticking"]
+__all__ = ["DUE", "Streams", "Ticking"]
+
+#: A heartbeat or ping is due this share of its interval after the last one: the clock
+#: ticks a few times per interval, and a tick just short of it must not wait a period.
+DUE = 0.9
 
 
 class Ticking(Protocol):

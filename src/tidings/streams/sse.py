@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tidings.connection import Connection
 from tidings.core import sse
 from tidings.core.cursor import decode_cursor
 from tidings.core.request import RequestFacts
@@ -22,7 +21,8 @@ from tidings.core.wire import SSEWire
 from tidings.errors import TidingsError
 from tidings.streams.admission import StreamRequest, check_origin, open_stream, read_stream_request
 from tidings.streams.outlet import Outlet
-from tidings.streams.services import Streams
+from tidings.streams.services import DUE, Streams
+from tidings.streams.stream import Stream
 
 __all__ = ["HEADERS", "HEARTBEAT", "SSEStream", "join"]
 
@@ -35,9 +35,6 @@ HEADERS = [
 
 #: The comment that keeps an idle stream (and the proxies on its way) alive.
 HEARTBEAT = sse.comment("ping")
-#: A heartbeat is due this share of the interval after the last write: the clock ticks
-#: a few times per interval, and a tick just short of it must not wait a whole period.
-DUE = 0.9
 
 
 def join(frames: list[Frame]) -> bytes:
@@ -48,29 +45,16 @@ def join(frames: list[Frame]) -> bytes:
     return b"".join(f if isinstance(f, bytes) else f.encode() for f in frames)
 
 
-class SSEStream:
-    """One event stream: admission, preamble, subscriptions, writes and heartbeats."""
+class SSEStream(Stream[Outlet]):
+    """One event stream: admission, preamble, subscriptions and heartbeats (the writes
+    are :class:`~tidings.streams.stream.Stream`'s)."""
 
-    __slots__ = (
-        "_ended",
-        "_task",
-        "connection",
-        "heartbeat",
-        "last_write",
-        "node",
-        "outlet",
-        "streams",
-    )
+    __slots__ = ("heartbeat", "last_write")
 
     def __init__(self, streams: Streams) -> None:
-        self.streams = streams
-        self.node = streams.node
-        self.connection: Connection | None = None
-        self.outlet: Outlet | None = None
+        super().__init__(streams)
         self.heartbeat = self.node.settings.heartbeat * DUE
         self.last_write = time.monotonic()
-        self._ended = False
-        self._task: asyncio.Task[None] | None = None
 
     async def open(self, facts: RequestFacts) -> StreamRequest:
         """Admit the request and open its connection; raise :class:`TidingsError` if not."""
@@ -115,45 +99,11 @@ class SSEStream:
             self._task = None
         connection.session.mark_position()
 
-    # -- writing ----------------------------------------------------------------------
-
-    def on_ready(self) -> None:
-        """The session has frames: hand them over at the end of this loop turn."""
-        self.streams.flusher.mark(self)
-
-    def flush(self) -> None:
-        connection, outlet = self.connection, self.outlet
-        if connection is None or outlet is None or self._ended:
-            return
-        session = connection.session
-        closing = not session.alive
-        if not closing and not outlet.writable:
-            return  # on_drain flushes
-        frames = session.take_frames()
-        if frames:
-            outlet.send(frames)
-            self.last_write = time.monotonic()
-        if closing:
-            self._ended = True
-            outlet.finish(0, session.close_reason or "")
-
-    def on_drain(self) -> None:
-        """The outlet takes writes again."""
-        connection = self.connection
-        if connection is not None and len(connection.session.outbox):
-            self.on_ready()
+    def sent(self) -> None:
+        self.last_write = time.monotonic()
 
     def tick(self, now: float) -> None:
         connection = self.connection
         if connection is not None and now - self.last_write >= self.heartbeat:
             self.last_write = now
             connection.session.push_control(HEARTBEAT)
-
-    def closed(self) -> None:
-        """The transport is gone: forget the stream. Idempotent."""
-        self._ended = True
-        if self._task is not None:
-            self._task.cancel()
-        self.streams.discard(self)
-        if self.connection is not None:
-            self.node.close_connection(self.connection)

@@ -25,14 +25,13 @@ from tidings.errors import TidingsError
 from tidings.streams.admission import StreamRequest, open_stream
 from tidings.streams.dispatch import dispatch, error_frame
 from tidings.streams.outlet import Outlet
-from tidings.streams.services import Streams
+from tidings.streams.services import DUE, Streams
+from tidings.streams.stream import Stream
 
 __all__ = ["INBOX_LIMIT", "WebSocketOutlet", "WebSocketStream"]
 
 #: Client messages waiting to be carried out before the socket stops being read.
 INBOX_LIMIT = 64
-#: A ping is due this share of the interval after the last (see streams.sse.DUE).
-DUE = 0.9
 #: A client silent for this many ping intervals is gone.
 STALE_AFTER = 2
 
@@ -49,38 +48,28 @@ def _now() -> str:
     return format_timestamp(datetime.now(UTC))
 
 
-class WebSocketStream:
-    """One WebSocket connection of the hub; see the module docstring."""
+class WebSocketStream(Stream[WebSocketOutlet]):
+    """One WebSocket connection of the hub; see the module docstring (the writes are
+    :class:`~tidings.streams.stream.Stream`'s)."""
 
     # One per connection: no __dict__, and the inbox only while messages wait.
     __slots__ = (
-        "_closing",
         "_inbox",
         "_initial",
         "_reading_paused",
         "_stopped",
-        "_task",
-        "connection",
         "interval",
         "last_ping",
-        "node",
-        "outlet",
-        "streams",
     )
 
     def __init__(self, streams: Streams) -> None:
-        self.streams = streams
-        self.node = streams.node
-        self.connection: Connection | None = None
-        self.outlet: WebSocketOutlet | None = None
+        super().__init__(streams)
         self.interval = self.node.settings.ping_interval
         self.last_ping = time.monotonic()
         self._inbox: deque[str | bytes] | None = None
         self._initial: StreamRequest | None = None
-        self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._reading_paused = False
-        self._closing = False
 
     async def open(self, facts: RequestFacts, wire: Wire) -> StreamRequest:
         """Admit the request (its origin already checked) and open its connection; raise
@@ -164,37 +153,9 @@ class WebSocketStream:
             session.push_control(error_frame(exc))
         return session.state is State.OPEN
 
-    # -- writing ----------------------------------------------------------------------
-
-    def on_ready(self) -> None:
-        """The session has frames: hand them over at the end of this loop turn."""
-        self.streams.flusher.mark(self)
-
-    def flush(self) -> None:
-        connection, outlet = self.connection, self.outlet
-        if connection is None or outlet is None or self._closing:
-            return
-        session = connection.session
-        closing = not session.alive
-        if not closing and not outlet.writable:
-            return  # on_drain flushes
-        frames = session.take_frames()
-        if frames:
-            outlet.send(frames)
-        if closing:
-            self._closing = True
-            reason = session.close_reason or "server_shutdown"
-            outlet.finish(int(protocol.close_code_for(reason)), reason)
-
-    def on_drain(self) -> None:
-        """The outlet takes writes again."""
-        connection = self.connection
-        if connection is not None and len(connection.session.outbox):
-            self.on_ready()
-
     def tick(self, now: float) -> None:
         connection = self.connection
-        if connection is None or self._closing:
+        if connection is None or self._done:
             return
         if now - connection.last_seen > STALE_AFTER * self.interval:
             connection.close("stale")
@@ -203,11 +164,5 @@ class WebSocketStream:
             connection.session.push_control(protocol.encode(protocol.ping_message(_now())))
 
     def closed(self) -> None:
-        """The transport is gone: forget the stream. Idempotent."""
-        self._closing = True
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-        self.streams.discard(self)
-        if self.connection is not None:
-            self.node.close_connection(self.connection)
+        super().closed()
