@@ -123,6 +123,8 @@ class FanOut:
         self._versions: dict[str, int] = {}
         self._jobs: deque[_Job] = deque()
         self._scheduled = False
+        # Called once every event received so far has reached its sessions.
+        self._when_idle: list[Callable[[], None]] = []
         #: Gaps the store could not fill (sessions answered them with ``reset``).
         self.unfilled_gaps = 0
 
@@ -223,6 +225,18 @@ class FanOut:
         if jobs:
             self._scheduled = True
             self.scheduler.call_soon(self._run_jobs)
+        elif self._when_idle:
+            waiting, self._when_idle = self._when_idle, []
+            for callback in waiting:
+                callback()
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every event received so far has reached its sessions
+        (now, when no slice is waiting): a disconnect then comes after them."""
+        if self._jobs:
+            self._when_idle.append(callback)
+        else:
+            callback()
 
     def resync(self) -> None:
         """The broker reconnected: fill every followed channel from the store now."""
@@ -265,6 +279,7 @@ class FanOut:
 
     async def close(self) -> None:
         self._jobs.clear()
+        self._when_idle.clear()
         tasks = list(self._filling.values())
         for task in tasks:
             task.cancel()

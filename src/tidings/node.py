@@ -287,17 +287,33 @@ class Node:
                 until=max([at + REVOCATION_TTL, *expiries]),
                 at=at,
             )
-        for connection in targets:
-            connection.close(reason)
+
+        # After the events already received (an event published to the client just
+        # before, say): each connection sends what it has queued, then the disconnect.
+        def close_all() -> None:
+            for connection in targets:
+                connection.close(reason)
+
+        self.fanout.when_idle(close_all)
 
     async def disconnect_client(
-        self, client_id: str, reason: str = "disconnected", *, revoke: bool = False
-    ) -> None:
+        self,
+        client_id: str,
+        reason: str = "disconnected",
+        *,
+        revoke: bool = False,
+        event: tuple[str, Any] | None = None,
+    ) -> Event | None:
         """Close every connection of ``client_id`` on every node with ``reason``.
 
-        With ``revoke``, the client's current tokens are refused until they expire (a
-        token issued after this call is accepted again).
+        With ``event`` (``(type, data)``), that event is published to the client's
+        personal channel first, and each connection receives it right before its
+        ``disconnect``. With ``revoke``, the client's current tokens are refused until
+        they expire (a token issued after this call is accepted again).
         """
+        published = None
+        if event is not None:
+            published = await self.publish_to_client(client_id, *event)
         message = {
             "type": "disconnect_client",
             "client_id": client_id,
@@ -307,6 +323,20 @@ class Node:
         }
         with backend_failure("broker control publish", "the broker cannot be reached"):
             await self.broker.publish_control(message)
+        return published
+
+    async def publish_to_clients(
+        self,
+        client_ids: Sequence[str],
+        type: str = "message",  # noqa: A002 - SPEC's name for the event type
+        data: Any = None,
+    ) -> list[Event]:
+        """Publish one event to each client's personal channel (every node), in one batch:
+        the application resolves "clients in area 7" in its own database."""
+        ids = list(dict.fromkeys(client_ids))
+        return await self.publish_many(
+            [Publication(personal_channel(client_id), type, data) for client_id in ids]
+        )
 
     async def publish_to_client(
         self,

@@ -159,14 +159,31 @@ def test_closed_is_idempotent_and_forgets_everything() -> None:
     assert list(session.subscriptions) == []
 
 
-def test_close_discards_queued_frames_and_queues_the_disconnect_alone() -> None:
+def test_a_graceful_close_sends_what_is_queued_then_the_disconnect() -> None:
+    # Deliver, then disconnect: an event published to the client just before (its
+    # `token_revoked` notice, say) reaches it.
+    session = subscribed(ws_session())
+    for offset in (1, 2):
+        session.deliver(event(offset))
+    session.close("token_revoked")
+    got = messages(session)
+    assert [m["type"] for m in got] == ["event", "event", "disconnect"]
+    assert got[-1] == {
+        "type": "disconnect",
+        "reason": "token_revoked",
+        "code": 4004,
+        "reconnect": False,
+    }
+
+
+def test_a_slow_consumer_close_discards_the_queue_and_sends_the_disconnect_alone() -> None:
     session = subscribed(ws_session())
     for offset in (1, 2, 3):
         session.deliver(event(offset))
     session.push_control('{"type":"pong"}')
-    session.close("token_revoked")
+    session.close("slow_consumer", discard=True)
     assert messages(session) == [
-        {"type": "disconnect", "reason": "token_revoked", "code": 4004, "reconnect": False}
+        {"type": "disconnect", "reason": "slow_consumer", "code": 4005, "reconnect": True}
     ]
 
 
@@ -609,7 +626,7 @@ def test_sse_mark_position_after_close_sends_nothing() -> None:
     session = sse_session()
     subscribed(session, "a")
     session.deliver(event(1, channel="a"))
-    session.close("server_shutdown")
+    session.close("slow_consumer", discard=True)
     session.mark_position()
     got, decoder = sse_messages(session)
     assert [m.event for m in got] == ["disconnect"]
@@ -620,7 +637,7 @@ def test_sse_reset_and_disconnect_frames() -> None:
     session = sse_session()
     session.begin_subscribe("news", since="gone-3")
     session.finish_subscribe("news", page(top=5, complete=False))
-    session.close("slow_consumer")
+    session.close("slow_consumer", discard=True)
     got, _ = sse_messages(session)
     assert [(m.event, json.loads(m.data)) for m in got] == [
         ("disconnect", {"reason": "slow_consumer", "code": 4005, "reconnect": True})

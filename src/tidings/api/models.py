@@ -116,3 +116,14 @@ class DisconnectRequest(BaseModel):
         description="sent to the client in its disconnect message",
     )
     revoke: bool = Field(False, description="refuse its current tokens until they expire")
+    event: ClientEventRequest | None = Field(
+        None,
+        description="published to the client's personal channel; each of its connections "
+        "receives it right before the disconnect",
+    )
+
+
+class ClientsEventRequest(ClientEventRequest):
+    """One event for each listed client's personal channel."""
+
+    client_ids: list[str] = Field(min_length=1, max_length=1000, description="client ids")

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from tidings.api.models import (
     ChannelList,
     ClientEventRequest,
+    ClientsEventRequest,
     ConnectionList,
     DisconnectRequest,
     EventsOut,
@@ -165,6 +166,16 @@ def build_router(hub: Node) -> APIRouter:
         return _json(event.to_dict(), 201)
 
     @router.post(
+        "/api/v1/clients/events",
+        status_code=201,
+        tags=["clients"],
+        summary="Publish one event to each listed client's personal channel",
+    )
+    async def clients_event(body: ClientsEventRequest, _: Identity = Depends(admin)) -> Response:
+        events = await hub.publish_to_clients(body.client_ids, body.type, body.data)
+        return _json({"events": [event.to_dict() for event in events]}, 201)
+
+    @router.post(
         "/api/v1/clients/{client_id}/disconnect",
         status_code=202,
         tags=["clients"],
@@ -173,8 +184,15 @@ def build_router(hub: Node) -> APIRouter:
     async def client_disconnect(
         client_id: str, body: DisconnectRequest, _: Identity = Depends(admin)
     ) -> Response:
-        await hub.disconnect_client(client_id, body.reason, revoke=body.revoke)
-        return _json({"client_id": client_id, "reason": body.reason, "revoke": body.revoke}, 202)
+        event = (body.event.type, body.event.data) if body.event is not None else None
+        published = await hub.disconnect_client(
+            client_id, body.reason, revoke=body.revoke, event=event
+        )
+        answer: dict[str, Any] = {"client_id": client_id, "reason": body.reason}
+        answer["revoke"] = body.revoke
+        if published is not None:
+            answer["event"] = published.to_dict()
+        return _json(answer, 202)
 
     @router.get("/health", tags=["operations"], summary="Liveness")
     async def health() -> Response:

@@ -209,18 +209,22 @@ class Session:
         """The transport accepted the connection."""
         self._move(State.OPEN)
 
-    def close(self, reason: str) -> None:
-        """Ask for the connection to end with ``reason``.
+    def close(self, reason: str, *, discard: bool = False) -> None:
+        """Ask for the connection to end with ``reason``; the state becomes CLOSING.
 
-        Whatever was queued is discarded (the client resumes from history), the
-        disconnect frame is queued alone, and the state becomes CLOSING. The transport
-        sends what is queued, then closes and calls :meth:`closed`.
+        What is already queued goes out first, then the disconnect frame: an event
+        published to the client just before a graceful disconnect still reaches it (the
+        transport's close deadline bounds how long that may take). With ``discard`` (a
+        slow consumer, whose queue is the problem) the queue is dropped and the client
+        resumes from history. The transport sends what is queued, then closes and calls
+        :meth:`closed`.
         """
         if not self.alive:
             return
         self._move(State.CLOSING)
         self.close_reason = reason
-        self.outbox.clear()
+        if discard:
+            self.outbox.clear()
         self.outbox.push(self.wire.disconnect(reason))
         self._on_ready()
 
@@ -331,7 +335,7 @@ class Session:
             buffer = subscription.buffer
             if len(buffer) >= self.outbox.max_frames:
                 if self.slow_consumer == "disconnect":
-                    self.close("slow_consumer")
+                    self.close("slow_consumer", discard=True)
                     return
                 del buffer[0]
                 subscription.buffer_overflowed = True
@@ -375,10 +379,10 @@ class Session:
                 # the bound a little, but a client that floods requests and never reads
                 # is a slow consumer too.
                 if len(outbox) > 2 * outbox.max_frames or outbox.nbytes > 2 * outbox.max_bytes:
-                    self.close("slow_consumer")
+                    self.close("slow_consumer", discard=True)
                     return
             elif self.slow_consumer == "disconnect":
-                self.close("slow_consumer")
+                self.close("slow_consumer", discard=True)
                 return
             else:
                 self._drop_for(frame)
