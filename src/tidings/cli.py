@@ -8,6 +8,7 @@ import inspect
 import ipaddress
 import os
 import sys
+import warnings
 from typing import Annotated, Any
 
 import httpx
@@ -27,7 +28,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+# Messages are one line each, however narrow the terminal: no wrapping.
+err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -125,6 +127,12 @@ def token(
         bool, typer.Option("--admin", help="May use the admin APIs.", metavar="")
     ] = False,
     ttl: Annotated[str, typer.Option(help="Lifetime: 3600, 15m, 1h, 7d.")] = "1h",
+    aud: Annotated[
+        str | None, typer.Option("--aud", help="Audience (a hub with --jwt-audience needs it).")
+    ] = None,
+    iss: Annotated[
+        str | None, typer.Option("--iss", help="Issuer (a hub with --jwt-issuer needs it).")
+    ] = None,
     secret: Annotated[
         str | None, typer.Option(help="HS256 secret.", envvar="TIDINGS_JWT_SECRET")
     ] = None,
@@ -135,17 +143,27 @@ def token(
     if not secret:
         err.print("[red]tidings: give --secret or set TIDINGS_JWT_SECRET[/red]")
         raise typer.Exit(2)
-    print(
-        mint_token(
-            secret,
-            sub=sub,
-            ttl=parse_ttl(ttl),
-            channels=channel or (),
-            publish=publish or (),
-            tenant=tenant,
-            admin=admin,
+    if len(secret.encode()) < 32:
+        # PyJWT would warn in its own words; one line of ours says what to do.
+        err.print(
+            "[yellow]tidings: warning:[/yellow] the secret is shorter than 32 bytes, too "
+            "short for HS256; use a longer one outside development"
         )
-    )
+    extra = {key: value for key, value in (("aud", aud), ("iss", iss)) if value is not None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said above, once
+        print(
+            mint_token(
+                secret,
+                sub=sub,
+                ttl=parse_ttl(ttl),
+                channels=channel or (),
+                publish=publish or (),
+                tenant=tenant,
+                admin=admin,
+                extra=extra,
+            )
+        )
 
 
 def _headers(token: str | None) -> dict[str, str]:
@@ -156,6 +174,9 @@ def _headers(token: str | None) -> dict[str, str]:
 def publish(
     channel: Annotated[str, typer.Argument(help="Channel to publish to.")],
     data: Annotated[str, typer.Argument(help="JSON data, or - to read it from stdin.")] = "null",
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Publish DATA as a string, not JSON.", metavar="")
+    ] = False,
     type: Annotated[str, typer.Option("--type", "-t", help="Event type.")] = "message",  # noqa: A002
     url: Annotated[str, typer.Option(help="Hub URL.", envvar="TIDINGS_URL")] = DEFAULT_URL,
     token: Annotated[
@@ -163,11 +184,18 @@ def publish(
     ] = None,
 ) -> None:
     """Publish one event and print it as stored."""
-    raw = sys.stdin.read() if data == "-" else data
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        value = raw  # a bare word is published as a JSON string
+    text = sys.stdin.read() if data == "-" else data
+    if raw:
+        value: Any = text
+    else:
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            err.print(
+                f"[red]tidings: DATA is not JSON[/red] ({exc}); "
+                "quote a string as '\"text\"', or pass --raw to publish it as a string"
+            )
+            raise typer.Exit(2) from None
     try:
         response = httpx.post(
             url.rstrip("/") + "/api/v1/publish",

@@ -60,7 +60,8 @@ class Gate:
         right to every requested channel. The personal channel of an identified client
         is always added.
         """
-        wait = self.connection_limiter.hit(client_ip(facts.peer))
+        limiter = self.connection_limiter
+        wait = limiter.hit(client_ip(facts.peer)) if limiter.rate > 0 else None
         if wait is not None:
             raise LimitExceeded(
                 "too many new connections from this address (the connection_rate setting)",

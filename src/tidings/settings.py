@@ -93,7 +93,9 @@ class Settings(BaseModel):
     max_message_size: int = Field(
         64 * 1024, ge=1024, description="bytes of a WebSocket client message"
     )
-    connection_rate: int = Field(600, ge=1, description="new streams per IP per minute")
+    connection_rate: int = Field(
+        600, ge=0, description="new streams per IP per minute; 0: no limit"
+    )
     publish_rate: float = Field(1000.0, gt=0, description="publishes per client per second")
     allow_anonymous: bool = Field(False, description="allow open mode on a non-loopback address")
     workers: int = Field(

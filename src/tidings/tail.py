@@ -76,10 +76,14 @@ async def tail(
                         for message in decoder.feed(chunk):
                             if message.event == "position":
                                 pass  # where the stream is: the cursor below keeps it
-                            elif message.event == "reset":
-                                console.print(f"[yellow]reset[/yellow] {escape(message.data)}")
-                            elif message.event == "disconnect":
-                                console.print(f"[yellow]disconnect[/yellow] {escape(message.data)}")
+                            elif message.event in ("reset", "disconnect") and json_lines:
+                                # Every stdout line in --json mode is one JSON object.
+                                body = orjson.loads(message.data)
+                                line = orjson.dumps({"type": message.event, **body})
+                                print(line.decode(), flush=True)
+                            elif message.event in ("reset", "disconnect"):
+                                what = f"[yellow]{message.event}[/yellow]"
+                                console.print(f"{what} {escape(message.data)}")
                             elif json_lines:
                                 print(message.data, flush=True)
                                 shown += 1

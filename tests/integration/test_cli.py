@@ -376,3 +376,60 @@ def test_token_mints_a_token_the_hub_accepts() -> None:
     assert "secret" in missing.stderr
     bad_ttl = _tidings("token", "--sub", "x", "--ttl", "soon", "--secret", secret)
     assert bad_ttl.returncode == 2
+
+
+# -- newcomer fixes (#12) ------------------------------------------------------------------
+
+
+def test_publish_refuses_data_that_is_not_json_unless_raw(server: HubProcess) -> None:
+    result = _tidings("publish", "demo", "{bad json", "--url", server.url)
+    assert result.returncode == 2
+    assert "DATA is not JSON" in result.stderr and "--raw" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    history = httpx.get(f"{server.url}/api/v1/channels/demo/history", timeout=5).json()
+    assert all(e["data"] != "{bad json" for e in history["events"])
+    raw = _tidings("publish", "demo", "{bad json", "--raw", "--url", server.url)
+    assert raw.returncode == 0, raw.stderr
+    assert json.loads(raw.stdout)["data"] == "{bad json"
+
+
+def test_token_sets_audience_and_issuer_and_warns_once_on_a_short_secret() -> None:
+    import jwt
+
+    result = _tidings("token", "--sub", "ap-7", "--aud", "hub", "--iss", "portal", "--secret", "s")
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
+    assert (claims["aud"], claims["iss"], claims["sub"]) == ("hub", "portal", "ap-7")
+    (warning,) = result.stderr.strip().splitlines()  # ours, not PyJWT's
+    assert "shorter than 32 bytes" in warning and "InsecureKeyLength" not in result.stderr
+    long = _tidings("token", "--sub", "a", "--secret", "x" * 40)
+    assert long.returncode == 0 and long.stderr == ""
+
+
+def test_connection_rate_zero_means_no_limit() -> None:
+    from tidings.settings import Settings
+
+    assert Settings(connection_rate=0).connection_rate == 0
+    result = _tidings("serve", "--connection-rate", "-1", "--port", "0", timeout=20)
+    assert result.returncode == 2
+
+
+async def test_listen_json_prints_a_reset_as_a_json_object(server: HubProcess) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        await http.post("/api/v1/publish", json={"channel": "gone", "data": 1})
+    # A position from another epoch: the hub answers with `reset`, then the stream.
+    listen = await _run_listen(
+        "gone", "--url", server.url, "--since", "abcdef-3", "--json", "--count", "1"
+    )
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+        async def subscribed() -> bool:
+            presence = await http.get("/api/v1/channels/gone/presence")
+            return bool(presence.json()["connections"] == 1)
+
+        await _wait_until(subscribed)
+        stored = (await http.post("/api/v1/publish", json={"channel": "gone", "data": 2})).json()
+    out, _ = await asyncio.wait_for(listen.communicate(), 15)
+    lines = [json.loads(line) for line in out.decode().splitlines()]
+    assert lines[0]["type"] == "reset" and lines[0]["channel"] == "gone"
+    assert lines[-1] == stored

@@ -95,6 +95,7 @@ async def test_sixth_sse_connection_in_a_minute_is_rate_limited() -> None:
         status, error, headers = await _sse(running)
         assert status == 429
         assert error["code"] == "rate_limited"
+        assert "connection_rate" in error["message"]  # the cause can be found
         # One new connection every 12 s (5 per minute) is the refill rate.
         assert 11 <= _retry_after(headers) <= 12
         assert running.hub.connections == {}
@@ -302,3 +303,10 @@ async def test_max_connections_per_client_counts_one_clients_streams() -> None:
             await asyncio.wait_for(alice_left.wait(), 5)
             async with _held_ws(running, alice):  # the freed slot is alice's again
                 assert len(running.hub.connections) == 2
+
+
+async def test_connection_rate_zero_is_no_limit() -> None:
+    # A load test of thousands of clients from one machine must be possible (#12.12).
+    async with running_hub(connection_rate=0) as running:
+        for _ in range(20):
+            assert (await _sse(running))[0] == 200
