@@ -15,6 +15,7 @@ import httpx
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tidings.setting_flags import setting_values, with_setting_options
 from tidings.settings import Settings, load_settings
@@ -77,7 +78,7 @@ def serve(**values: Any) -> None:
     try:
         run(settings)
     except (ValueError, OSError, ImportError, SQLiteStoreError) as exc:
-        err.print(f"[red]tidings: cannot start:[/red] {exc}")
+        err.print(f"[red]tidings: cannot start:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -312,6 +313,7 @@ def bench(
     except ValueError:
         raise typer.BadParameter("--subscribers takes integers like 100,1000") from None
     if mode == "fanout":
+        _check_targets(parse_list(server or "tidings"), parse_list(transport))
         config = BenchConfig(
             events=50 if events is None else events,
             rate=rate,
@@ -345,6 +347,20 @@ def bench(
         )
     if status:
         raise typer.Exit(status)
+
+
+def _check_targets(servers: list[str], transports: list[str]) -> None:
+    """Stop before starting anything when a server asked for cannot run here."""
+    from tidings.bench.targets import TARGETS, unavailable_reason
+
+    for name in servers:
+        target = TARGETS.get(name)
+        if target is None:
+            raise typer.BadParameter(f"--server is one of {', '.join(TARGETS)}")
+        reasons = [unavailable_reason(target, t) for t in transports]
+        if all(reasons):
+            err.print(f"[red]tidings: cannot bench {name}:[/red] {escape(str(reasons[0]))}")
+            raise typer.Exit(2)
 
 
 def _bench_mode(mode: str, *, server: str | None, events: int | None, **values: Any) -> int:

@@ -109,13 +109,30 @@ def run(settings: Settings) -> None:
     if settings.workers > 1:
         serve_workers(settings)
         return
+    # Bound before anything starts: a port in use is one clear error, not a startup log
+    # followed by uvicorn's traceback.
+    sock = _bound(settings)
     hub = Hub(settings)
     server = HubServer(build_config(hub, settings), hub)
     log.info(
         "tidings serving on http://%s:%s/ (store %s, broker %s)",
         settings.host,
-        settings.port,
+        sock.getsockname()[1],
         redact_url(settings.store),
         redact_url(settings.broker),
     )
-    server.run()
+    server.run(sockets=[sock])
+
+
+def _bound(settings: Settings) -> socket.socket:
+    """A socket bound to the serving address; :class:`OSError` saying why not."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
+    return sock

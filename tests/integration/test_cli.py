@@ -433,3 +433,40 @@ async def test_listen_json_prints_a_reset_as_a_json_object(server: HubProcess) -
     lines = [json.loads(line) for line in out.decode().splitlines()]
     assert lines[0]["type"] == "reset" and lines[0]["channel"] == "gone"
     assert lines[-1] == stored
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line_and_logs_nothing_first() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _tidings("serve", "--port", str(port), timeout=20)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"tidings: cannot start: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+    assert "serving on" not in result.stdout + result.stderr
+
+
+def test_bench_without_what_a_server_needs_stops_before_starting_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    import tidings.bench
+    from tidings.cli import app
+
+    def no_run(*args: object, **kwargs: object) -> int:  # pragma: no cover - the failure
+        raise AssertionError("a benchmark was started")
+
+    monkeypatch.setattr(tidings.bench, "run_bench", no_run)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    result = CliRunner().invoke(app, ["bench", "--server", "socketio"])
+    assert result.exit_code == 2
+    assert "pip install 'tidings[bench]'" in result.output
+    result = CliRunner().invoke(app, ["bench", "--server", "nope"])
+    assert result.exit_code == 2 and "--server is one of" in result.output
