@@ -25,10 +25,10 @@ list alone expires ``history_ttl`` after the last append, when every event in it
 expired anyway. Idempotency keys live ``idempotency_ttl``; a presence hash lives as long as
 its latest entry. Times are Redis server times, so nodes' clocks need not agree.
 
-Order across nodes: the store's append script assigns offsets and, once the hub has
-bound the broker to the store (:meth:`~tidings.backends.redis_broker.RedisBroker.bind_store`),
-publishes the events in the same atomic step, so every node receives a channel's events
-in offset order (details in :mod:`tidings.backends.redis_broker`).
+Order across nodes: a :class:`~tidings.backends.redis_broker.RedisBroker` built over a
+Redis store on the same server and prefix appends and publishes in one script, so every
+node receives a channel's events in offset order (details in
+:mod:`tidings.backends.redis_broker`).
 
 Pub/sub channels are global to a Redis server (not per database), hence the database
 number in their names. Needs Redis 5 or later (scripts that read ``TIME`` and then write);
