@@ -14,8 +14,8 @@ Run it from the repository root with either of::
 Environment (read here, at the edge, and nowhere else):
 ``MONITOR_DB`` (SQLite file; default ``tidings-monitor.db`` in the temp directory),
 ``MONITOR_ALLOWED_ORIGINS`` (comma-separated browser origins, besides the app's own, whose
-pages may open live streams; unset, pages on localhost may, for development), ``MONITOR_HOST`` / ``MONITOR_PORT`` (for
-``python …/app.py``; default 127.0.0.1:8000).
+pages may open live streams; unset, pages on localhost may, for development),
+``MONITOR_HOST`` / ``MONITOR_PORT`` (for ``python …/app.py``; default 127.0.0.1:8000).
 """
 
 from __future__ import annotations

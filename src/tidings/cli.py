@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tidings.setting_flags import setting_values, with_setting_options
-from tidings.settings import Settings, load_settings
+from tidings.settings import Settings, load_settings, unknown_variables
 
 __all__ = ["app", "main"]
 
@@ -66,8 +66,10 @@ def serve(**values: Any) -> None:
             config_file=values.get("config"), environ=os.environ, **setting_values(values)
         )
     except (ValueError, OSError) as exc:
-        err.print(f"[red]tidings: invalid settings:[/red] {exc}")
+        err.print(f"[red]tidings: invalid settings:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    for warning in unknown_variables(os.environ):
+        err.print(f"[yellow]tidings: warning:[/yellow] {warning}")
     problem = startup_problem(settings)
     if problem:
         err.print(f"[red]tidings:[/red] {problem}")

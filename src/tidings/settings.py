@@ -8,14 +8,15 @@ other module receives a :class:`Settings` or plain keyword arguments.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "unknown_variables"]
 
 ENV_PREFIX = "TIDINGS_"
 
@@ -160,18 +161,78 @@ def load_settings(
 
     ``None`` in ``overrides`` means "not given", so CLI flags left unset fall through to
     the environment, the file, then the default. The TOML file holds the field names as
-    top-level keys or under a ``[tidings]`` table.
+    top-level keys or under a ``[tidings]`` table. A bad value raises
+    :class:`SettingsError` naming the setting and where the value came from.
     """
     data: dict[str, Any] = {}
+    source: dict[str, str] = {}
     if config_file is not None:
-        with open(config_file, "rb") as handle:
-            loaded = tomllib.load(handle)
+        try:
+            with open(config_file, "rb") as handle:
+                loaded = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{config_file}: not valid TOML: {exc}") from None
         table = loaded.get("tidings", loaded)
-        data.update({key.replace("-", "_"): value for key, value in table.items()})
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            data[name] = value
+            source[name] = f"{config_file}, key {key!r}"
     if environ is not None:
         for name in Settings.model_fields:
-            raw = environ.get(ENV_PREFIX + name.upper())
+            variable = ENV_PREFIX + name.upper()
+            raw = environ.get(variable)
             if raw is not None:
-                data[name] = _from_env(name, raw)
-    data.update({key: value for key, value in overrides.items() if value is not None})
-    return Settings.model_validate(data)
+                try:
+                    data[name] = _from_env(name, raw)
+                except ValueError as exc:
+                    raise SettingsError(f"{variable}: {exc}") from None
+                source[name] = variable
+    for name, value in overrides.items():
+        if value is not None:
+            data[name] = value
+            source[name] = "--" + name.replace("_", "-")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, source)) from None
+
+
+class SettingsError(ValueError):
+    """A setting's value cannot be used; the message names the setting and its source."""
+
+
+def _explain(exc: ValidationError, source: Mapping[str, str]) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        where = source.get(name, "the defaults")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(name, Settings.model_fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{where}: {name!r} is not a setting{hint}")
+        else:
+            problems.append(f"{where}: {name}: {message}")
+    return "; ".join(problems)
+
+
+#: TIDINGS_* variables that are not settings but are read elsewhere.
+OTHER_VARIABLES = frozenset(
+    {"TIDINGS_URL", "TIDINGS_TOKEN", "TIDINGS_BENCH_OTHER", "TIDINGS_CHROMIUM", "TIDINGS_PYTHON"}
+)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning per ``TIDINGS_*`` variable that is no setting (a typo is otherwise
+    silently ignored), with the closest setting's variable."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    warnings = []
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in known:
+            continue
+        if variable in OTHER_VARIABLES or variable.startswith(ENV_PREFIX + "TEST_"):
+            continue
+        close = difflib.get_close_matches(variable, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{variable} is not a setting and is ignored{hint}")
+    return warnings

@@ -123,3 +123,41 @@ def test_the_readme_table_is_the_model() -> None:
     start = readme.index("\n", readme.index("<!-- settings table:")) + 1
     end = readme.index("<!-- end of settings table -->")
     assert readme[start:end] == settings_table()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "config", "said"),
+    [
+        ([], {"TIDINGS_PORT": "abc"}, None, "TIDINGS_PORT: port: Input should be a valid integer"),
+        (["--history-size", "-3"], {}, None, "--history-size: history_size: Input should be"),
+        ([], {}, "port = [\n", ": not valid TOML: "),
+        ([], {}, "histroy_size = 3\n", "'histroy_size' is not a setting (did you mean"),
+    ],
+)
+def test_a_bad_setting_names_its_source_and_the_setting(
+    tmp_path: Path,
+    served: list[Settings],
+    args: list[str],
+    env: dict[str, str],
+    config: str | None,
+    said: str,
+) -> None:
+    if config is not None:
+        (tmp_path / "t.toml").write_text(config)
+        args = [*args, "--config", str(tmp_path / "t.toml")]
+    result = CliRunner().invoke(app, ["serve", *args], env={"COLUMNS": "300", **env})
+    assert result.exit_code == 2 and served == []
+    assert said in result.output
+    assert "pydantic" not in result.output and "errors.pydantic.dev" not in result.output
+
+
+def test_an_unknown_tidings_variable_is_warned_about_with_the_closest_name(
+    served: list[Settings],
+) -> None:
+    result = CliRunner().invoke(
+        app, ["serve"], env={"COLUMNS": "300", "TIDINGS_HISTROY_SIZE": "5", "TIDINGS_URL": "x"}
+    )
+    assert result.exit_code == 0
+    assert "TIDINGS_HISTROY_SIZE is not a setting and is ignored; did you mean " in result.output
+    assert "TIDINGS_HISTORY_SIZE" in result.output
+    assert "TIDINGS_URL" not in result.output  # read by publish and listen, not a setting

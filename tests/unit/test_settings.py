@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tidings.settings import Settings, load_settings, parse_api_keys
+from tidings.settings import Settings, SettingsError, load_settings, parse_api_keys
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -135,17 +135,18 @@ def test_false_and_zero_overrides_are_values() -> None:
     ],
 )
 def test_invalid_values_are_refused(overrides: dict[str, object]) -> None:
-    with pytest.raises(ValidationError):
+    (name,) = overrides
+    with pytest.raises(SettingsError, match=f"--{name.replace('_', '-')}: "):
         load_settings(**overrides)
 
 
 def test_invalid_environment_value_is_refused() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError, match=r"^TIDINGS_PORT: port: "):
         load_settings(environ={"TIDINGS_PORT": "eighty"})
 
 
 def test_unknown_toml_key_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="histroy_size"):
+    with pytest.raises(SettingsError, match=r"key 'histroy_size'.*did you mean 'history_size'"):
         load_settings(config_file=write(tmp_path, "histroy_size = 5\n"))
 
 
