@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from tidings.setting_flags import setting_values, with_setting_options
 from tidings.settings import Settings, load_settings, unknown_variables
+from tidings.tail import error_text
 
 __all__ = ["app", "main"]
 
@@ -210,21 +211,13 @@ def publish(
         err.print(f"[red]tidings: cannot reach {url}:[/red] {type_name(exc)}")
         raise typer.Exit(1) from None
     if response.status_code != 201:
-        err.print(f"[red]tidings: {response.status_code}[/red] {_error_text(response)}")
+        err.print(f"[red]tidings: {response.status_code}[/red] {error_text(response)}")
         raise typer.Exit(1)
     print(response.text)
 
 
 def type_name(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        error = response.json()["error"]
-        return f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]
 
 
 @app.command()

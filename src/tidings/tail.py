@@ -14,11 +14,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from tidings.core.sse import SSEDecoder
+from tidings.errors import Unavailable
 
 __all__ = ["tail"]
 
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _line(message_data: str) -> str:
@@ -33,6 +34,19 @@ def _line(message_data: str) -> str:
         f"[dim]{shown}[/dim] [cyan]{escape(str(event.get('channel')))}[/cyan] "
         f"[bold]{escape(str(event.get('type')))}[/bold] {escape(data)}"
     )
+
+
+class _Refused(Unavailable):
+    """The hub answered, with a status worth retrying (429, 5xx)."""
+
+
+def error_text(response: httpx.Response) -> str:
+    """A hub's JSON error as ``code: message`` (the body's start when it is not one)."""
+    try:
+        error = response.json()["error"]
+        return f"{error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
 
 
 async def tail(
@@ -65,11 +79,14 @@ async def tail(
             try:
                 async with client.stream("GET", stream_url, headers=headers) as response:
                     if response.status_code != 200:
-                        body = (await response.aread()).decode(errors="replace")[:300]
-                        err.print(f"[red]{response.status_code}[/red] {escape(body)}")
+                        await response.aread()
+                        err.print(
+                            f"[red]tidings: {response.status_code}[/red] "
+                            f"{escape(error_text(response))}"
+                        )
                         if 400 <= response.status_code < 500 and response.status_code != 429:
                             return 1
-                        raise httpx.TransportError("refused")
+                        raise _Refused(f"the hub answered {response.status_code}")
                     failures = 0
                     decoder = SSEDecoder()
                     async for chunk in response.aiter_bytes():
@@ -93,9 +110,15 @@ async def tail(
                             if count is not None and shown >= count:
                                 return 0
                         cursor = decoder.last_event_id or cursor
-            except httpx.HTTPError:
-                pass
+                why = "the stream ended"
+            except _Refused as exc:
+                why = str(exc)
+            except httpx.HTTPError as exc:
+                why = f"cannot reach {url}: {type(exc).__name__}" + (
+                    f" ({exc})" if str(exc) else ""
+                )
             failures += 1
             delay = min(max_delay, 2 ** min(failures - 1, 5)) * random.uniform(0.5, 1.0)
-            console.print(f"[yellow]stream lost; reconnecting in {delay:.1f}s[/yellow]")
+            # On stderr: with --json, stdout holds JSON objects only.
+            err.print(f"[yellow]tidings: {escape(why)}; reconnecting in {delay:.1f}s[/yellow]")
             await asyncio.sleep(delay)

@@ -470,3 +470,18 @@ def test_bench_without_what_a_server_needs_stops_before_starting_anything(
     assert "pip install 'tidings[bench]'" in result.output
     result = CliRunner().invoke(app, ["bench", "--server", "nope"])
     assert result.exit_code == 2 and "--server is one of" in result.output
+
+
+def test_listen_says_why_it_cannot_stream(server: HubProcess) -> None:
+    # Nothing listening: the reason, on stderr, and it keeps trying (bounded here).
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(subprocess.TimeoutExpired) as waited:
+        _tidings("listen", "demo", "--url", dead, "--json", timeout=3)
+    out = waited.value.stdout or b""
+    err = (waited.value.stderr or b"").decode()
+    assert out in (b"", "")  # with --json, stdout holds JSON objects only
+    assert f"tidings: cannot reach {dead}: ConnectError" in err
+    # A refusal is final, in the format publish uses.
+    refused = _tidings("listen", "bad channel", "--url", server.url)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().startswith("tidings: 400 invalid_channel: ")
