@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from tidings.errors import BadRequest
+
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "unknown_variables"]
 
 ENV_PREFIX = "TIDINGS_"
@@ -197,8 +199,10 @@ def load_settings(
         raise SettingsError(_explain(exc, source)) from None
 
 
-class SettingsError(ValueError):
+class SettingsError(BadRequest, ValueError):
     """A setting's value cannot be used; the message names the setting and its source."""
+
+    code = "invalid_settings"
 
 
 def _explain(exc: ValidationError, source: Mapping[str, str]) -> str:
