@@ -61,6 +61,9 @@ class Connection:
             on_ready=on_ready,
         )
         self.last_seen = time.monotonic()
+        #: Channels the server chose for this connection (automatic channels,
+        #: server-side subscriptions): kept when a token refresh narrows its rights.
+        self.server_channels: set[str] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self._expiry: asyncio.TimerHandle | None = None
 

@@ -9,8 +9,9 @@ read, or a refusal that does not say which rule refused it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from tidings.auth.authenticator import Authenticator, credential_from
 from tidings.auth.policy import authorize_subscribe
@@ -22,6 +23,7 @@ from tidings.hooks import ConnectHook, HttpConnectHook, decide
 from tidings.identity import Identity
 from tidings.ratelimit import RateLimiter
 from tidings.settings import Settings
+from tidings.targeting import AutoChannels, Grants
 
 __all__ = ["Admission", "Gate"]
 
@@ -32,6 +34,9 @@ class Admission:
 
     identity: Identity
     channels: tuple[str, ...]
+    #: Those of ``channels`` the server chose (automatic, server-side subscriptions):
+    #: held whatever the client's own rights say.
+    server_channels: frozenset[str] = field(default_factory=frozenset)
 
 
 class Gate:
@@ -46,6 +51,11 @@ class Gate:
         self.connect_hook: ConnectHook | None = (
             HttpConnectHook(settings.connect_hook) if settings.connect_hook else None
         )
+        self.auto_channels = AutoChannels(settings.auto_channels)
+        #: Server-side subscriptions by client, recorded on every node.
+        self.grants = Grants(
+            ttl=settings.server_subscription_ttl, per_client=settings.max_subscriptions
+        )
 
     def identify(self, facts: RequestFacts) -> Identity:
         """The identity of a request's credential (``?token=``, bearer, cookie)."""
@@ -58,7 +68,8 @@ class Gate:
 
         In order: the connection rate per IP, the credential, the connect hook, then the
         right to every requested channel. The personal channel of an identified client
-        is always added.
+        is always added, and so are the channels the server chose for it (automatic
+        channels and server-side subscriptions, see :mod:`tidings.targeting`).
         """
         limiter = self.connection_limiter
         wait = limiter.hit(client_ip(facts.peer)) if limiter.rate > 0 else None
@@ -85,14 +96,23 @@ class Gate:
             chosen.extend(decision.subscribe)
         if identity.client_id is not None and identity.claims:
             chosen.append(personal_channel(identity.client_id))
-        unique = tuple(dict.fromkeys(chosen))
-        authorize_subscribe(identity, unique)
+        authorize_subscribe(identity, dict.fromkeys(chosen))
+        server = self.server_channels(identity)
+        unique = tuple(dict.fromkeys([*chosen, *server]))
         if len(unique) > self.settings.max_subscriptions:
             raise BadRequest(
                 f"a stream may follow at most {self.settings.max_subscriptions} channels",
                 code="too_many_subscriptions",
             )
-        return Admission(identity, unique)
+        return Admission(identity, unique, frozenset(server))
+
+    def server_channels(self, identity: Identity) -> list[str]:
+        """The channels the server chose for ``identity``: automatic ones from its
+        claims, then those it was subscribed to server-side (within its tenant)."""
+        chosen = self.auto_channels.channels(identity)
+        granted = self.grants.channels(identity.client_id, time.monotonic())
+        chosen.extend(c for c in granted if identity.tenant_allows(c))
+        return chosen
 
     async def aclose(self) -> None:
         if isinstance(self.connect_hook, HttpConnectHook):

@@ -27,20 +27,21 @@ class Identity:
     issued_at: float | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
 
-    def _tenant_allows(self, channel: str) -> bool:
+    def tenant_allows(self, channel: str) -> bool:
+        """Whether ``channel`` lies inside the identity's tenant (any, without one)."""
         return self.tenant is None or channel.startswith(f"tenant:{self.tenant}/")
 
     def may_subscribe(self, channel: str) -> bool:
         # A client's own personal channel is always its own, tenant or not.
         if self.client_id is not None and channel == f"client:{self.client_id}":
             return True
-        if not self._tenant_allows(channel):
+        if not self.tenant_allows(channel):
             return False
         patterns = self.subscribe
         return patterns is None or any(channel_matches(channel, p) for p in patterns)
 
     def may_publish(self, channel: str) -> bool:
-        if not self._tenant_allows(channel):
+        if not self.tenant_allows(channel):
             return False
         patterns = self.publish
         return patterns is None or any(channel_matches(channel, p) for p in patterns)

@@ -36,7 +36,14 @@ from tidings.core.events import Event, now_timestamp
 from tidings.core.history import HistoryPage
 from tidings.core.request import Peer
 from tidings.core.session import Wire
-from tidings.errors import BadRequest, InvalidEvent, NotFound, TooLarge, Unavailable
+from tidings.errors import (
+    BadRequest,
+    InvalidEvent,
+    NotFound,
+    TidingsError,
+    TooLarge,
+    Unavailable,
+)
 from tidings.fanout import FanOut
 from tidings.gate import Gate
 from tidings.hooks import ConnectHook
@@ -45,6 +52,7 @@ from tidings.nowait import NowaitQueue
 from tidings.presence import PresenceTracker
 from tidings.ratelimit import RateLimiter
 from tidings.registry import Counters, Registry
+from tidings.serial import Serial
 from tidings.settings import Settings
 
 __all__ = ["CommandHandler", "Node", "Publication"]
@@ -113,6 +121,8 @@ class Node:
         self._on_connect: list[ConnectionCallback] = []
         self._on_disconnect: list[ConnectionCallback] = []
         self._callback_tasks: set[asyncio.Task[None]] = set()
+        #: Server-side subscribe/unsubscribe, applied one at a time in arrival order.
+        self._targeting = Serial()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._stopping = False
@@ -184,6 +194,7 @@ class Node:
         await self.close_connections("server_shutdown", grace=grace)
         self._started = False
         await self.nowait.stop()
+        await self._targeting.aclose()
         await self.gate.aclose()
         await self.fanout.close()
         await self.presence_tracker.stop()
@@ -273,8 +284,15 @@ class Node:
 
     def _on_control(self, message: dict[str, Any]) -> None:
         """Cluster-wide control messages, applied on every node (this one included)."""
-        if message.get("type") != "disconnect_client":
-            return
+        kind = message.get("type")
+        if kind == "disconnect_client":
+            self._disconnect_here(message)
+        elif kind in ("subscribe_client", "unsubscribe_client"):
+            channel = message.get("channel")
+            if isinstance(channel, str):
+                self._target_here(str(message.get("client_id")), channel, kind)
+
+    def _disconnect_here(self, message: dict[str, Any]) -> None:
         client_id = str(message.get("client_id"))
         reason = str(message.get("reason") or "disconnected")
         targets = list(self.clients(client_id))
@@ -324,6 +342,65 @@ class Node:
         with backend_failure("broker control publish", "the broker cannot be reached"):
             await self.broker.publish_control(message)
         return published
+
+    async def subscribe_client(self, client_id: str, channel: str) -> None:
+        """Subscribe every connection of ``client_id``, on every node, to ``channel``.
+
+        WebSocket connections get a ``subscribed`` message; SSE streams start carrying
+        the channel, and their resume cursor covers it. A connection the client opens
+        within ``server_subscription_ttl`` seconds, on any node, joins it as well.
+        Connections whose tenant does not hold ``channel`` are left alone.
+        """
+        await self._publish_targeting("subscribe_client", client_id, channel)
+
+    async def unsubscribe_client(self, client_id: str, channel: str) -> None:
+        """Unsubscribe every connection of ``client_id``, on every node, from ``channel``
+        (WebSocket connections get ``unsubscribed``) and forget its server-side grant."""
+        await self._publish_targeting("unsubscribe_client", client_id, channel)
+
+    async def _publish_targeting(self, kind: str, client_id: str, channel: str) -> None:
+        validate_channel(channel)
+        message = {"type": kind, "client_id": client_id, "channel": channel}
+        with backend_failure("broker control publish", "the broker cannot be reached"):
+            await self.broker.publish_control(message)
+
+    def _target_here(self, client_id: str, channel: str, kind: str) -> None:
+        grants = self.gate.grants
+        if kind == "subscribe_client":
+            grants.grant(client_id, channel, time.monotonic())
+        else:
+            grants.revoke(client_id, channel)
+        for connection in list(self.clients(client_id)):
+            if not connection.identity.tenant_allows(channel):
+                continue
+            self._targeting.run(self._retarget(connection, channel, kind))
+
+    async def _retarget(self, connection: Connection, channel: str, kind: str) -> None:
+        session = connection.session
+        if not session.alive:
+            return
+        if kind == "unsubscribe_client":
+            connection.server_channels.discard(channel)
+            if channel not in session.subscriptions:
+                return
+            self.unsubscribe(connection, channel)
+        else:
+            connection.server_channels.add(channel)
+            if channel in session.subscriptions:
+                return
+            try:
+                await self.subscribe(connection, channel)
+            except TidingsError as exc:
+                log.warning(
+                    "server-side subscribe to %r failed: %s",
+                    channel,
+                    exc.code,
+                    extra=connection.log_extra(),
+                )
+                return
+        # An SSE stream has no (un)subscribed message: a position frame tells its client
+        # the new cursor, which covers the change from now on.
+        session.mark_position()
 
     async def publish_to_clients(
         self,

@@ -26,9 +26,13 @@ __all__ = ["flag_name", "setting_values", "settings_table", "with_setting_option
 Command = Callable[..., Any]
 
 #: Settings given as one value per flag, repeated: their flag is singular.
-REPEATED = {"api_keys": "--api-key", "allowed_origins": "--allowed-origin"}
+REPEATED = {
+    "api_keys": "--api-key",
+    "allowed_origins": "--allowed-origin",
+    "auto_channels": "--auto-channel",
+}
 #: What a repeated flag's value looks like.
-METAVARS = {"api_keys": "NAME=KEY", "allowed_origins": "ORIGIN"}
+METAVARS = {"api_keys": "NAME=KEY", "allowed_origins": "ORIGIN", "auto_channels": "TEMPLATE"}
 #: Settings that are on when the flag is given (there is no value to give).
 SWITCHES = frozenset({"allow_anonymous"})
 
@@ -112,6 +116,8 @@ def setting_values(values: dict[str, Any]) -> dict[str, Any]:
     keys, origins = given.get("api_keys"), given.get("allowed_origins")
     given["api_keys"] = parse_api_keys(keys) if keys else None
     given["allowed_origins"] = tuple(origins) if origins else None
+    auto = given.get("auto_channels")
+    given["auto_channels"] = tuple(auto) if auto else None
     return {name: value for name, value in given.items() if value is not None}
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from tidings.errors import BadRequest
+from tidings.targeting import check_template
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "unknown_variables"]
 
@@ -73,6 +74,18 @@ class Settings(BaseModel):
     connect_hook_timeout: float = Field(
         2.0, gt=0, description="seconds to wait for the connect hook"
     )
+    auto_channels: tuple[str, ...] = Field(
+        (),
+        description=(
+            "channels every connection joins, filled from its claims: "
+            "`broadcast`, `tenant:{tenant}/all`, `role:{role}`"
+        ),
+    )
+    server_subscription_ttl: float = Field(
+        300.0,
+        gt=0,
+        description="seconds a client's server-side subscriptions wait for it to reconnect",
+    )
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description="API keys (full access), NAME=KEY"
     )
@@ -116,6 +129,13 @@ class Settings(BaseModel):
     log_format: Literal["text", "json"] = Field("text", description="`text` or `json`")
     log_level: str = Field("info", description="`critical`, `error`, `warning`, `info` or `debug`")
 
+    @field_validator("auto_channels")
+    @classmethod
+    def _templates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for template in value:
+            check_template(template)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -134,7 +154,7 @@ def _from_env(name: str, raw: str) -> Any:
     """Environment values are strings: split the few fields that hold several."""
     if name == "api_keys":
         return dict(_pair(item) for item in raw.split(",") if item.strip())
-    if name == "allowed_origins":
+    if name in ("allowed_origins", "auto_channels"):
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if raw == "" and name in {"history_ttl", "max_connection_age"}:
         return None

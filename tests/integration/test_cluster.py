@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from httpx_sse import aconnect_sse
 
 from tests.redis_support import RedisServer, delete_prefix, redis_url, unique_prefix, with_options
 from tests.servers import HubProcess, start_process
+from tests.sse_support import next_event
 from tidings.auth.tokens import mint_token
 
 SECRET = "cluster-test-secret-long-enough-for-hs256"
@@ -295,3 +297,70 @@ async def test_workers_share_one_port_and_shut_down_gracefully(shared_redis: str
     finally:
         node.stop()
         node.close()
+
+
+async def test_server_side_subscribe_reaches_every_node_and_survives_a_move(
+    shared_redis: str,
+) -> None:
+    extra = ("--jwt-secret", SECRET, "--api-key", f"ops={API_KEY}")
+    admin = {"Authorization": f"Bearer {API_KEY}"}
+    with nodes(shared_redis, 2, *extra) as (a, b):
+        token = mint_token(SECRET, sub="yan", channels=["public:*"])
+        url = b.url.replace("http", "ws") + f"/ws?token={token}"
+        async with websockets.connect(url) as ws, httpx.AsyncClient(timeout=10) as http:
+            async with asyncio.timeout(10):
+                while json.loads(await ws.recv())["type"] != "subscribed":
+                    pass
+            # SSE on node A, WebSocket on node B; the call goes to node A.
+            sse_url = a.url + "/api/v1/events?channel=public:x"
+            headers = {"Authorization": f"Bearer {token}"}
+            async with aconnect_sse(http, "GET", sse_url, headers=headers) as source:
+                events = source.aiter_sse()
+                async with asyncio.timeout(10):
+                    while (await anext(events)).event != "position":
+                        pass
+                response = await http.post(
+                    a.url + "/api/v1/clients/yan/subscribe", json={"channel": "ops"}, headers=admin
+                )
+                assert response.status_code == 202
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await ws.recv()))["type"] != "subscribed":
+                        pass
+                    assert message["channel"] == "ops"
+                    while (position := await anext(events)).event != "position":
+                        pass
+                assert "ops;" in position.id
+                published = await http.post(
+                    b.url + "/api/v1/publish",
+                    json={"channel": "ops", "type": "alarm", "data": 1},
+                    headers=admin,
+                )
+                assert published.status_code == 201
+                seen = await next_event(events, timeout=10)
+                assert seen.event == "alarm"
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await ws.recv()))["type"] != "event":
+                        pass
+                assert message["data"]["id"] == published.json()["id"]
+                cursor = seen.id
+            # The SSE client comes back on node B, which learnt of the grant by the broker.
+            missed = await http.post(
+                a.url + "/api/v1/publish",
+                json={"channel": "ops", "type": "missed", "data": 2},
+                headers=admin,
+            )
+            resume = {**headers, "Last-Event-ID": cursor}
+            sse_url_b = b.url + "/api/v1/events?channel=public:x"
+            async with aconnect_sse(http, "GET", sse_url_b, headers=resume) as source:
+                event = await next_event(source.aiter_sse(), timeout=10)
+                assert event.event == "missed"
+                assert json.loads(event.data)["id"] == missed.json()["id"]
+            # Taken off through node B: node B's WebSocket hears it.
+            response = await http.post(
+                b.url + "/api/v1/clients/yan/unsubscribe", json={"channel": "ops"}, headers=admin
+            )
+            assert response.status_code == 202
+            async with asyncio.timeout(10):
+                while (message := json.loads(await ws.recv()))["type"] != "unsubscribed":
+                    pass
+            assert message["channel"] == "ops"

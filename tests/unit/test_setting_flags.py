@@ -31,6 +31,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "connect_hook": ("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook"),
     "api_keys": ("ops=k3y", None),
     "allowed_origins": ("https://a.example", ("https://a.example",)),
+    "auto_channels": ("role:{role}", ("role:{role}",)),
     "allow_anonymous": ("true", True),
     "data_plane": ("asgi", "asgi"),
     "workers": ("1", 1),

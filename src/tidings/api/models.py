@@ -127,3 +127,11 @@ class ClientsEventRequest(ClientEventRequest):
     """One event for each listed client's personal channel."""
 
     client_ids: list[str] = Field(min_length=1, max_length=1000, description="client ids")
+
+
+class ClientChannelRequest(BaseModel):
+    """A channel to put a client on, or take it off (server-side subscription)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(examples=["group:7"], description="the channel")

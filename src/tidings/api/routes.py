@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from tidings.api.models import (
     ChannelList,
+    ClientChannelRequest,
     ClientEventRequest,
     ClientsEventRequest,
     ConnectionList,
@@ -193,6 +194,30 @@ def build_router(hub: Node) -> APIRouter:
         if published is not None:
             answer["event"] = published.to_dict()
         return _json(answer, 202)
+
+    @router.post(
+        "/api/v1/clients/{client_id}/subscribe",
+        status_code=202,
+        tags=["clients"],
+        summary="Subscribe every connection of a client, on every node, to a channel",
+    )
+    async def client_subscribe(
+        client_id: str, body: ClientChannelRequest, _: Identity = Depends(admin)
+    ) -> Response:
+        await hub.subscribe_client(client_id, body.channel)
+        return _json({"client_id": client_id, "channel": body.channel, "subscribed": True}, 202)
+
+    @router.post(
+        "/api/v1/clients/{client_id}/unsubscribe",
+        status_code=202,
+        tags=["clients"],
+        summary="Unsubscribe every connection of a client, on every node, from a channel",
+    )
+    async def client_unsubscribe(
+        client_id: str, body: ClientChannelRequest, _: Identity = Depends(admin)
+    ) -> Response:
+        await hub.unsubscribe_client(client_id, body.channel)
+        return _json({"client_id": client_id, "channel": body.channel, "subscribed": False}, 202)
 
     @router.get("/health", tags=["operations"], summary="Liveness")
     async def health() -> Response:

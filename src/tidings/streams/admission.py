@@ -98,6 +98,7 @@ async def open_stream(
         peer=facts.peer,
         on_ready=on_ready,
     )
+    connection.server_channels.update(admission.server_channels)
     if transport == "sse":
         connection.session.declared_width = len(admission.channels)
     return connection, replace(request, channels=admission.channels)

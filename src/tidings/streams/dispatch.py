@@ -108,6 +108,6 @@ def _refresh(hub: Node, connection: Connection, token: str, rid: protocol.Reques
     connection.expire_at(hub.authenticator.valid_until(identity) or expires_at)
     # Channels the new token no longer allows are left, with the usual reply.
     for channel in list(connection.session.subscriptions):
-        if not identity.may_subscribe(channel):
+        if not identity.may_subscribe(channel) and channel not in connection.server_channels:
             hub.unsubscribe(connection, channel)
     _reply(connection, {"type": "refreshed", "expires_at": identity.expires_at, "id": rid})
