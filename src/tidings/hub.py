@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
 
-from tidings.api.app import build_app
+from tidings.api.app import build_app, stream_route
+from tidings.core.routes import MessageMode, StreamRoute, check_route
 from tidings.node import CommandHandler, Node, Publication
 from tidings.signals import on_stop_signals
 from tidings.streams.services import Streams
@@ -66,3 +68,34 @@ class Hub(Node):
         lifespan starts and stops the hub when the hub is not started otherwise.
         """
         return build_app(self.streams)
+
+    def sse_route(
+        self, path: str, *, channels: Sequence[str] = (), message: MessageMode = "full"
+    ) -> Route:
+        """An SSE stream at the application's own ``path``, for ``app.routes.append``.
+
+        ``channels`` are templates filled from the path's parameters::
+
+            app.routes.append(hub.sse_route(
+                "/api/v1/interface/{net_id}/events", channels=["network:{net_id}"]))
+
+        Admission, authorisation and resume are those of ``/api/v1/events`` (clients may
+        add ``?channel=``); ``message="data"`` puts only each event's data in its frame.
+        """
+        route = check_route(StreamRoute(path, "sse", tuple(channels), message))
+        found = stream_route(self.streams, route, lazy=True)
+        assert isinstance(found, Route)
+        return found
+
+    def websocket_route(
+        self, path: str, *, channels: Sequence[str] = (), message: MessageMode = "full"
+    ) -> WebSocketRoute:
+        """A WebSocket stream at the application's own ``path`` (see :meth:`sse_route`).
+
+        ``message="data"`` sends ``{"type": "event", "data": <the event's data>}`` for
+        clients that expect their own payload at ``data``; other messages are SPEC §5's.
+        """
+        route = check_route(StreamRoute(path, "websocket", tuple(channels), message))
+        found = stream_route(self.streams, route, lazy=True)
+        assert isinstance(found, WebSocketRoute)
+        return found

@@ -33,6 +33,8 @@ REPEATED = {
 }
 #: What a repeated flag's value looks like.
 METAVARS = {"api_keys": "NAME=KEY", "allowed_origins": "ORIGIN", "auto_channels": "TEMPLATE"}
+#: Settings too structured for a flag or a variable: the TOML file only.
+TOML_ONLY = frozenset({"routes"})
 #: Settings that are on when the flag is given (there is no value to give).
 SWITCHES = frozenset({"allow_anonymous"})
 
@@ -101,7 +103,11 @@ def with_setting_options(
     """Give a ``**values`` command one option per setting (and the ``extra`` ones)."""
 
     def decorate(command: Command) -> Command:
-        parameters = [_parameter(name, field) for name, field in Settings.model_fields.items()]
+        parameters = [
+            _parameter(name, field)
+            for name, field in Settings.model_fields.items()
+            if name not in TOML_ONLY
+        ]
         parameters.extend(extra)
         command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -112,7 +118,7 @@ def with_setting_options(
 
 def setting_values(values: dict[str, Any]) -> dict[str, Any]:
     """What the options gave, as :func:`~tidings.settings.load_settings` overrides."""
-    given = {name: values.get(name) for name in Settings.model_fields}
+    given = {name: values.get(name) for name in Settings.model_fields if name not in TOML_ONLY}
     keys, origins = given.get("api_keys"), given.get("allowed_origins")
     given["api_keys"] = parse_api_keys(keys) if keys else None
     given["allowed_origins"] = tuple(origins) if origins else None
@@ -131,7 +137,9 @@ def settings_table() -> str:
     for name, field in Settings.model_fields.items():
         flag = f"`{flag_name(name)}`"
         env = f"`{ENV_PREFIX}{name.upper()}`"
-        if name in REPEATED:
+        if name in TOML_ONLY:
+            flag = env = "\N{EN DASH}"
+        elif name in REPEATED:
             flag = f"`{flag_name(name)} {METAVARS[name]}` (repeatable)"
             env = f"`{ENV_PREFIX}{name.upper()}={METAVARS[name]},…`"
         shown = _shown(name, field)

@@ -14,14 +14,54 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from tidings.core.routes import STREAM_ROUTES, StreamRoute, check_route
 from tidings.errors import BadRequest
 from tidings.targeting import check_template
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "unknown_variables"]
+__all__ = [
+    "ENV_PREFIX",
+    "RouteSetting",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "unknown_variables",
+]
 
 ENV_PREFIX = "TIDINGS_"
+
+
+class RouteSetting(BaseModel):
+    """One ``[[routes]]`` table: a stream served at the application's own path."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(description="Starlette-style path: `/api/v1/interface/{net_id}/events`")
+    transport: Literal["sse", "websocket"] = Field(description="`sse` or `websocket`")
+    channels: tuple[str, ...] = Field((), description="channel templates: `network:{net_id}`")
+    message: Literal["full", "data"] = Field(
+        "full", description="`full`: the event object; `data`: only the event's data"
+    )
+
+    def route(self) -> StreamRoute:
+        """The route this table describes."""
+        return StreamRoute(self.path, self.transport, self.channels, self.message)
+
+    @model_validator(mode="after")
+    def _servable(self) -> RouteSetting:
+        if any(self.path == builtin.path for builtin in STREAM_ROUTES):
+            raise ValueError(f"route path {self.path!r} is one of the hub's own")
+        check_route(self.route())
+        return self
 
 
 class Settings(BaseModel):
@@ -125,6 +165,10 @@ class Settings(BaseModel):
             "how `tidings serve` serves streams: `native` (onto the socket) "
             "or `asgi` (as an embedded hub does)"
         ),
+    )
+    routes: tuple[RouteSetting, ...] = Field(
+        (),
+        description="streams at the application's own paths (TOML `[[routes]]` only)",
     )
     log_format: Literal["text", "json"] = Field("text", description="`text` or `json`")
     log_level: str = Field("info", description="`critical`, `error`, `warning`, `info` or `debug`")

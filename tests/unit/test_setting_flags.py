@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 import tidings.workers
 from tidings.cli import app
-from tidings.setting_flags import flag_name
+from tidings.setting_flags import TOML_ONLY, flag_name
 from tidings.settings import ENV_PREFIX, Settings
 
-FIELDS = sorted(Settings.model_fields)
+FIELDS = sorted(set(Settings.model_fields) - TOML_ONLY)
 
 #: A value each setting accepts from a flag and from the environment, and how it reads.
 SAMPLES: dict[str, tuple[str, Any]] = {
@@ -162,3 +162,20 @@ def test_an_unknown_tidings_variable_is_warned_about_with_the_closest_name(
     assert "TIDINGS_HISTROY_SIZE is not a setting and is ignored; did you mean " in result.output
     assert "TIDINGS_HISTORY_SIZE" in result.output
     assert "TIDINGS_URL" not in result.output  # read by publish and listen, not a setting
+
+
+def test_routes_come_from_the_toml_file_only(tmp_path: Path, served: list[Settings]) -> None:
+    config = tmp_path / "tidings.toml"
+    config.write_text(
+        '[[routes]]\npath = "/n/{net_id}/events"\ntransport = "sse"\n'
+        'channels = ["network:{net_id}"]\n'
+    )
+    _serve(["--config", str(config)])
+    (settings,) = served
+    (route,) = settings.routes
+    assert (route.path, route.transport, route.channels, route.message) == (
+        "/n/{net_id}/events",
+        "sse",
+        ("network:{net_id}",),
+        "full",
+    )

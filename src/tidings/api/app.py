@@ -14,23 +14,23 @@ from pydantic import BaseModel
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tidings.api.docs import STREAM_PATHS
+from tidings.api.docs import STREAM_PATHS, route_paths
 from tidings.api.errors import install_error_handlers
 from tidings.api.models import BatchPublishRequest, EventOut, PublishRequest
 from tidings.api.publish import PublishEndpoint
 from tidings.api.routes import build_router
 from tidings.api.static import mount_static
+from tidings.core.routes import StreamRoute
 from tidings.logs import choose_request_id, install_redaction, request_id_var
 from tidings.node import Node
 from tidings.streams.cors import Cors
-from tidings.streams.routes import STREAM_ROUTES
 from tidings.streams.services import Streams
 from tidings.transports.cors import CorsMiddleware
 from tidings.transports.sse import SSEEndpoint
 from tidings.transports.websocket import WebSocketEndpoint
 from tidings.version import __version__
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "stream_route"]
 
 
 class RequestIdMiddleware:
@@ -79,6 +79,20 @@ class LazyStart:
         await self.app(scope, receive, send)
 
 
+def stream_route(
+    streams: Streams, route: StreamRoute, *, lazy: bool = False
+) -> Route | WebSocketRoute:
+    """The Starlette route serving ``route`` with the stream cores of ``streams``;
+    ``lazy``: it starts the hub on first use (a route in an application's own router)."""
+    endpoint: ASGIApp
+    if route.kind == "sse":
+        endpoint = SSEEndpoint(streams, route)
+        endpoint = LazyStart(endpoint, streams.node) if lazy else endpoint
+        return Route(route.path, endpoint, methods=["GET"], include_in_schema=False)
+    endpoint = WebSocketEndpoint(streams, route)
+    return WebSocketRoute(route.path, LazyStart(endpoint, streams.node) if lazy else endpoint)
+
+
 def build_app(streams: Streams) -> ASGIApp:
     """Build the ASGI app serving the hub of ``streams``."""
     hub = streams.node
@@ -106,19 +120,11 @@ def build_app(streams: Streams) -> ASGIApp:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    sse = SSEEndpoint(streams)
-    ws = WebSocketEndpoint(streams)
     # Ahead of the documented FastAPI route, which it serves (see api/publish.py).
     app.router.routes.append(
         Route("/api/v1/publish", PublishEndpoint(hub), methods=["POST"], include_in_schema=False)
     )
-    for route in STREAM_ROUTES:
-        if route.kind == "sse":
-            app.router.routes.append(
-                Route(route.path, sse, methods=["GET"], include_in_schema=False)
-            )
-        else:
-            app.router.routes.append(WebSocketRoute(route.path, ws))
+    app.router.routes.extend(stream_route(streams, route) for route in streams.routes.routes)
     app.include_router(build_router(hub))
     app.router.default = _not_found(app.router.default)
     mount_static(app)
@@ -140,6 +146,7 @@ def build_app(streams: Streams) -> ASGIApp:
                 )
                 components.update(components[model.__name__].pop("$defs", {}))
             schema["paths"].update(STREAM_PATHS)
+            schema["paths"].update(route_paths(streams.routes.extra))
             app.openapi_schema = schema
         return app.openapi_schema
 

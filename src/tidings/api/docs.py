@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["STREAM_PATHS"]
+from tidings.core.routes import StreamRoute
+
+__all__ = ["STREAM_PATHS", "route_paths"]
 
 _SSE_DESCRIPTION = """
 A `text/event-stream` of the events of one or more channels.
@@ -159,3 +163,31 @@ STREAM_PATHS: dict[str, Any] = {
         }
     },
 }
+
+
+def route_paths(routes: Iterable[StreamRoute]) -> dict[str, Any]:
+    """Path items for the application's own stream routes (``[[routes]]``)."""
+    paths: dict[str, Any] = {}
+    for route in routes:
+        base = _SSE_GET if route.kind == "sse" else STREAM_PATHS["/ws"]["get"]
+        follows = ", ".join(f"`{c}`" for c in route.channels) or "the `?channel=` given"
+        shape = "only each event's `data`" if route.message == "data" else "whole events"
+        path_params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in route.params
+        ]
+        paths[_openapi_path(route.path)] = {
+            "get": {
+                **base,
+                "summary": f"{'SSE' if route.kind == 'sse' else 'WebSocket'} stream route",
+                "description": f"Follows {follows}, carrying {shape}.\n\n" + base["description"],
+                "parameters": [*path_params, *base["parameters"]],
+                "operationId": "stream_" + re.sub(r"\W+", "_", route.path).strip("_"),
+            }
+        }
+    return paths
+
+
+def _openapi_path(path: str) -> str:
+    # OpenAPI has no `{name:path}`: the converter is left out.
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)

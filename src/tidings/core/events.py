@@ -138,6 +138,9 @@ class EncodedEvent:
     _ws_frame: bytes | None = field(default=None, repr=False)
     _sse_single: bytes | None = field(default=None, repr=False)
     _sse_single_plain: bytes | None = field(default=None, repr=False)
+    _ws_data: str | None = field(default=None, repr=False)
+    _ws_data_frame: bytes | None = field(default=None, repr=False)
+    _sse_data: bytes | None = field(default=None, repr=False)
 
     @property
     def json(self) -> bytes:
@@ -160,6 +163,30 @@ class EncodedEvent:
         if self._ws_frame is None:
             self._ws_frame = websocket.text_frame(self.ws_text)
         return self._ws_frame
+
+    @property
+    def ws_data_text(self) -> str:
+        """The WebSocket message of a ``message="data"`` route: ``{"type":"event",
+        "data": <the event's data>}``."""
+        if self._ws_data is None:
+            self._ws_data = '{"type":"event","data":' + orjson.dumps(self.event.data).decode() + "}"
+        return self._ws_data
+
+    @property
+    def ws_data_frame(self) -> bytes:
+        """:attr:`ws_data_text` as a complete WebSocket text frame."""
+        if self._ws_data_frame is None:
+            self._ws_data_frame = websocket.text_frame(self.ws_data_text)
+        return self._ws_data_frame
+
+    @property
+    def sse_data_body(self) -> bytes:
+        """The SSE frame of a ``message="data"`` route without its ``id:`` line: the
+        event's type as the SSE event name, its data as the frame's data."""
+        if self._sse_data is None:
+            data = orjson.dumps(self.event.data)
+            self._sse_data = b"event: " + self.event.type.encode() + b"\ndata: " + data + b"\n\n"
+        return self._sse_data
 
     def sse_frame(self, *, plain: bool) -> bytes:
         """The whole SSE frame for a one-channel stream, whose cursor is the event id."""

@@ -14,10 +14,15 @@ __all__ = ["FramedWebSocketWire", "SSEWire", "WebSocketWire"]
 class SSEWire:
     """SPEC §4 frames. Each event's ``id:`` is the stream's resume cursor."""
 
-    def __init__(self, *, plain: bool = False) -> None:
+    def __init__(self, *, plain: bool = False, data_only: bool = False) -> None:
         self.plain = plain
+        #: A ``message="data"`` route: frames carry the event's data, not the event.
+        self.data_only = data_only
 
     def event(self, encoded: EncodedEvent, session: Session) -> bytes:
+        if self.data_only:
+            cursor = encoded.event.id if session.width == 1 else session.cursor()
+            return b"id: " + cursor.encode() + b"\n" + encoded.sse_data_body
         # The cursor of a one-channel stream is the event's id: the frame is the same for
         # every such stream, encoded once.
         if session.width == 1:
@@ -57,8 +62,12 @@ class SSEWire:
 class WebSocketWire:
     """SPEC §5 messages, one JSON object per text frame."""
 
+    def __init__(self, *, data_only: bool = False) -> None:
+        #: A ``message="data"`` route: ``event`` messages carry the event's data only.
+        self.data_only = data_only
+
     def event(self, encoded: EncodedEvent, session: Session) -> str:
-        return encoded.ws_text
+        return encoded.ws_data_text if self.data_only else encoded.ws_text
 
     def subscribed(
         self, channel: str, recovered: bool, position: Position, rid: str | int | None
@@ -90,4 +99,4 @@ class FramedWebSocketWire(WebSocketWire):
     """
 
     def event(self, encoded: EncodedEvent, session: Session) -> bytes:  # type: ignore[override]
-        return encoded.ws_frame
+        return encoded.ws_data_frame if self.data_only else encoded.ws_frame

@@ -1,7 +1,7 @@
 """The protocol ``tidings serve`` gives uvicorn: streams natively, the rest to ASGI.
 
 Each new connection's first request head is parsed here. A WebSocket upgrade to, or a
-``GET`` of, a stream route (:mod:`tidings.streams.routes`) is served by the stream cores
+``GET`` of, a stream route (:mod:`tidings.core.routes`) is served by the stream cores
 of :mod:`tidings.streams`, as the ASGI endpoints are, through the outlets of
 :mod:`tidings.dataplane.ws_stream` and :mod:`tidings.dataplane.sse_stream`. Anything else
 is handed, with every byte read so far, to uvicorn's own HTTP protocol, which serves it
@@ -20,8 +20,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from tidings.core.request import RequestFacts, forwarded_peer
+from tidings.core.routes import StreamRoute
 from tidings.core.websocket import HandshakeError, accept_response, handshake_key
-from tidings.core.wire import FramedWebSocketWire
 from tidings.dataplane.http import RequestHead, render_head, render_response
 from tidings.dataplane.plane import DataPlane
 from tidings.dataplane.sse_stream import SSEOutlet
@@ -29,7 +29,6 @@ from tidings.dataplane.websocket import WebSocketProtocol
 from tidings.dataplane.ws_stream import WebSocketOutlet
 from tidings.errors import TidingsError
 from tidings.logs import choose_request_id, request_id_var
-from tidings.streams import routes
 from tidings.streams.admission import check_origin, refusal
 from tidings.streams.answers import error_body, error_headers
 from tidings.streams.sse import HEADERS, SSEStream
@@ -145,16 +144,16 @@ class FrontProtocol(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        found = routes.match(head.path)
+        found = self.plane.streams.routes.match(head.path)
         if found is not None and head.method == "GET" and head.http_version == "1.1":
             route, params = found
             if route.kind == "websocket" and _is_websocket(head):
                 # What followed the head in the chunk that ended it.
                 leftover = b"" if upgrade_at is None else self._received[-1][upgrade_at:]
-                self._task = self.loop.create_task(self._open_websocket(leftover))
+                self._task = self.loop.create_task(self._open_websocket(route, params, leftover))
                 return
             if route.kind == "sse" and not head.upgrade:
-                self._task = self.loop.create_task(self._open_sse(params))
+                self._task = self.loop.create_task(self._open_sse(route, params))
                 return
         self._hand_off()
 
@@ -196,7 +195,7 @@ class FrontProtocol(asyncio.Protocol):
 
     # -- SSE ------------------------------------------------------------------------------
 
-    async def _open_sse(self, path_params: dict[str, str]) -> None:
+    async def _open_sse(self, route: StreamRoute, path_params: dict[str, str]) -> None:
         transport = self.transport
         assert transport is not None
         plane = self.plane
@@ -210,7 +209,7 @@ class FrontProtocol(asyncio.Protocol):
             stream = SSEStream(plane.streams)
             outlet = SSEOutlet(stream, transport)
             try:
-                request = await stream.open(self._facts(path_params))
+                request = await stream.open(self._facts(path_params), route)
             except TidingsError as exc:
                 transport.write(
                     render_response(exc.status, [*error_headers(exc), *extra], error_body(exc))
@@ -227,7 +226,9 @@ class FrontProtocol(asyncio.Protocol):
 
     # -- WebSocket ---------------------------------------------------------------------
 
-    async def _open_websocket(self, leftover: bytes) -> None:
+    async def _open_websocket(
+        self, route: StreamRoute, path_params: dict[str, str], leftover: bytes
+    ) -> None:
         transport = self.transport
         assert transport is not None
         streams = self.plane.streams
@@ -237,7 +238,7 @@ class FrontProtocol(asyncio.Protocol):
             transport.write(render_response(exc.status, error_headers(exc), error_body(exc)))
             transport.close()
             return
-        facts = self._facts({})
+        facts = self._facts(path_params)
         try:
             check_origin(streams.node, facts)
         except TidingsError:
@@ -250,7 +251,7 @@ class FrontProtocol(asyncio.Protocol):
         outlet = WebSocketOutlet(stream, socket)
         socket.handler = outlet
         try:
-            request = await stream.open(facts, FramedWebSocketWire())
+            request = await stream.open(facts, route, framed=True)
         except TidingsError as exc:
             text, code, reason = refusal(exc)
             transport.write(accept_response(key))

@@ -17,6 +17,7 @@ from tidings.connection import Connection, Transport
 from tidings.core import protocol
 from tidings.core.channels import validate_channel, validate_type
 from tidings.core.request import RequestFacts
+from tidings.core.routes import MessageMode, StreamRoute
 from tidings.core.session import Wire
 from tidings.errors import BadRequest, Forbidden, TidingsError
 from tidings.node import Node
@@ -43,17 +44,18 @@ class StreamRequest:
     types: frozenset[str] | None
     last_event_id: str | None
     plain: bool
+    #: What an event frame carries (the route's ``message``).
+    message: MessageMode = "full"
 
 
-def read_stream_request(facts: RequestFacts) -> StreamRequest:
-    """Parse channels, types and the resume position from a stream request."""
+def read_stream_request(facts: RequestFacts, route: StreamRoute) -> StreamRequest:
+    """Parse channels, types and the resume position from a request on ``route``: the
+    route's channels (filled from the path) come first, then those of ``?channel=``."""
     query = parse_qsl(facts.query_string.decode("latin-1"), keep_blank_values=True)
-    channels = [value for key, value in query if key == "channel"]
-    path_channel = facts.path_params.get("channel")
-    if path_channel is not None:
-        channels.insert(0, path_channel)
-    for channel in channels:
-        validate_channel(channel)
+    channels = route.channels_for(facts.path_params)
+    for key, value in query:
+        if key == "channel":
+            channels.append(validate_channel(value))
     type_values = [value for key, value in query if key == "type"]
     types: frozenset[str] | None = None
     if type_values and "*" not in type_values:
@@ -65,7 +67,7 @@ def read_stream_request(facts: RequestFacts) -> StreamRequest:
     plain = any(key == "plain" and value not in ("", "0", "false") for key, value in query)
     if last_event_id is not None and len(last_event_id) > MAX_LAST_EVENT_ID:
         raise BadRequest("Last-Event-ID is too long", code="invalid_last_event_id")
-    return StreamRequest(tuple(dict.fromkeys(channels)), types, last_event_id, plain)
+    return StreamRequest(tuple(dict.fromkeys(channels)), types, last_event_id, plain, route.message)
 
 
 def check_origin(node: Node, facts: RequestFacts) -> None:
@@ -82,12 +84,10 @@ async def open_stream(
     transport: Transport,
     wire: Wire,
     on_ready: Callable[[], None],
-    request: StreamRequest | None = None,
+    request: StreamRequest,
 ) -> tuple[Connection, StreamRequest]:
     """Admit a stream request and open its connection; raise :class:`TidingsError` if
     refused. The request returned has the admitted channels."""
-    if request is None:
-        request = read_stream_request(facts)
     admission = await node.gate.admit(facts, request.channels, transport)
     if transport == "sse" and not admission.channels:
         raise BadRequest("give at least one ?channel=", code="missing_channel")

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Protocol
 
+from tidings.core.routes import RouteTable
 from tidings.node import Node
 from tidings.streams.flush import Flusher
 
@@ -34,6 +35,8 @@ class Streams:
         self.node = node
         self.flusher = Flusher()
         settings = node.settings
+        #: Which paths are streams: the hub's own, then the ``[[routes]]`` of the settings.
+        self.routes = RouteTable(route.route() for route in settings.routes)
         self.period = max(0.01, min(settings.heartbeat, settings.ping_interval) / 4)
         self._streams: set[Ticking] = set()
         self._timer: asyncio.TimerHandle | None = None

@@ -16,6 +16,7 @@ import time
 from tidings.core import sse
 from tidings.core.cursor import decode_cursor
 from tidings.core.request import RequestFacts
+from tidings.core.routes import StreamRoute
 from tidings.core.session import Frame
 from tidings.core.wire import SSEWire
 from tidings.errors import TidingsError
@@ -56,12 +57,14 @@ class SSEStream(Stream[Outlet]):
         self.heartbeat = self.node.settings.heartbeat * DUE
         self.last_write = time.monotonic()
 
-    async def open(self, facts: RequestFacts) -> StreamRequest:
-        """Admit the request and open its connection; raise :class:`TidingsError` if not."""
-        request = read_stream_request(facts)
+    async def open(self, facts: RequestFacts, route: StreamRoute) -> StreamRequest:
+        """Admit a request on ``route`` and open its connection; raise
+        :class:`TidingsError` if not."""
+        request = read_stream_request(facts, route)
         check_origin(self.node, facts)
+        wire = SSEWire(plain=request.plain, data_only=request.message == "data")
         self.connection, request = await open_stream(
-            self.node, facts, "sse", SSEWire(plain=request.plain), self.on_ready, request
+            self.node, facts, "sse", wire, self.on_ready, request
         )
         return request
 

@@ -20,9 +20,11 @@ from tidings.connection import Connection
 from tidings.core import protocol
 from tidings.core.events import format_timestamp
 from tidings.core.request import RequestFacts
-from tidings.core.session import State, Wire
+from tidings.core.routes import StreamRoute
+from tidings.core.session import State
+from tidings.core.wire import FramedWebSocketWire, WebSocketWire
 from tidings.errors import TidingsError
-from tidings.streams.admission import StreamRequest, open_stream
+from tidings.streams.admission import StreamRequest, open_stream, read_stream_request
 from tidings.streams.dispatch import dispatch, error_frame
 from tidings.streams.outlet import Outlet
 from tidings.streams.services import DUE, Streams
@@ -71,11 +73,19 @@ class WebSocketStream(Stream[WebSocketOutlet]):
         self._stopped = False
         self._reading_paused = False
 
-    async def open(self, facts: RequestFacts, wire: Wire) -> StreamRequest:
-        """Admit the request (its origin already checked) and open its connection; raise
-        :class:`TidingsError` if refused."""
+    async def open(self, facts: RequestFacts, route: StreamRoute, *, framed: bool) -> StreamRequest:
+        """Admit a request on ``route`` (its origin already checked) and open its
+        connection; raise :class:`TidingsError` if refused. ``framed``: the transport
+        writes events as WebSocket frames encoded once (the native front)."""
+        request = read_stream_request(facts, route)
+        data_only = request.message == "data"
+        wire = (
+            FramedWebSocketWire(data_only=data_only)
+            if framed
+            else WebSocketWire(data_only=data_only)
+        )
         self.connection, request = await open_stream(
-            self.node, facts, "websocket", wire, self.on_ready
+            self.node, facts, "websocket", wire, self.on_ready, request
         )
         return request
 

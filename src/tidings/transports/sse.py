@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.types import Message, Receive, Scope, Send
 
 from tidings.core.request import facts_from_scope
+from tidings.core.routes import StreamRoute
 from tidings.core.session import Frame
 from tidings.errors import TidingsError
 from tidings.streams.services import Streams
@@ -25,15 +26,16 @@ def _end(code: int, reason: str) -> Message:
 
 
 class SSEEndpoint:
-    """The SSE stream routes (see :mod:`tidings.streams.routes`)."""
+    """One SSE stream route (see :mod:`tidings.core.routes`)."""
 
-    def __init__(self, streams: Streams) -> None:
+    def __init__(self, streams: Streams, route: StreamRoute) -> None:
         self.streams = streams
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stream = SSEStream(self.streams)
         try:
-            request = await stream.open(facts_from_scope(scope))
+            request = await stream.open(facts_from_scope(scope), self.route)
         except TidingsError as exc:
             await send_error(send, exc)
             return

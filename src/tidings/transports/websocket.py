@@ -6,8 +6,8 @@ from __future__ import annotations
 from starlette.types import Message, Receive, Scope, Send
 
 from tidings.core.request import facts_from_scope
+from tidings.core.routes import StreamRoute
 from tidings.core.session import Frame
-from tidings.core.wire import WebSocketWire
 from tidings.errors import TidingsError
 from tidings.streams.admission import check_origin, refusal
 from tidings.streams.services import Streams
@@ -31,10 +31,11 @@ def _close(code: int, reason: str) -> Message:
 
 
 class WebSocketEndpoint:
-    """The WebSocket stream routes (see :mod:`tidings.streams.routes`)."""
+    """One WebSocket stream route (see :mod:`tidings.core.routes`)."""
 
-    def __init__(self, streams: Streams) -> None:
+    def __init__(self, streams: Streams, route: StreamRoute) -> None:
         self.streams = streams
+        self.route = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -49,7 +50,7 @@ class WebSocketEndpoint:
             return
         stream = WebSocketStream(self.streams)
         try:
-            request = await stream.open(facts, WebSocketWire())
+            request = await stream.open(facts, self.route, framed=False)
         except TidingsError as exc:
             text, code, reason = refusal(exc)
             await send({"type": "websocket.accept"})
