@@ -15,17 +15,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, NamedTuple, Self
+from datetime import datetime
+from typing import Any, NamedTuple, Self, overload
 
 import orjson
 
 from tidings.auth.authenticator import Authenticator
 from tidings.auth.revocation import Revocations
-from tidings.backends import broker_from_url, presence_from_url, store_from_url
+from tidings.backends import broker_from_url, presence_from_url, schedules_for, store_from_url
 from tidings.backends.base import (
     Broker,
     NewEvent,
     Presence,
+    Schedules,
     Store,
     StoreLimits,
     backend_failure,
@@ -35,6 +37,7 @@ from tidings.core.channels import personal_channel, validate_channel, validate_t
 from tidings.core.events import Event, now_timestamp
 from tidings.core.history import HistoryPage
 from tidings.core.request import Peer
+from tidings.core.scheduled import Scheduled, due_time, new_key, new_version, validate_key
 from tidings.core.session import Wire
 from tidings.errors import (
     BadRequest,
@@ -52,6 +55,7 @@ from tidings.nowait import NowaitQueue
 from tidings.presence import PresenceTracker
 from tidings.ratelimit import RateLimiter
 from tidings.registry import Counters, Registry
+from tidings.scheduling import ScheduleRunner
 from tidings.serial import Serial
 from tidings.settings import Settings
 
@@ -103,6 +107,9 @@ class Node:
             )
         #: Where history is read; the broker appends to it.
         self.store: Store = self.broker.store
+        #: Events waiting for their time, kept beside the history (as durable as it is).
+        self.schedules: Schedules = schedules_for(self.store)
+        self.schedule_runner = ScheduleRunner(self.schedules, self._fire)
         self.registry = Registry(
             max_connections=self.settings.max_connections,
             max_connections_per_client=self.settings.max_connections_per_client,
@@ -179,6 +186,7 @@ class Node:
         self.presence_tracker.start()
         self.nowait.start()
         self._started = True
+        self.schedule_runner.start()
         log.info(
             "hub started (store %s, broker %s)",
             _scheme(self.settings.store),
@@ -191,6 +199,7 @@ class Node:
         if not self._started:
             return
         await self.nowait.flush(grace=grace)
+        await self.schedule_runner.stop()
         await self.close_connections("server_shutdown", grace=grace)
         self._started = False
         await self.nowait.stop()
@@ -199,6 +208,7 @@ class Node:
         await self.fanout.close()
         await self.presence_tracker.stop()
         await self.broker.close()
+        await self.schedules.close()
         await self.store.close()
         log.info("hub stopped")
 
@@ -231,6 +241,38 @@ class Node:
             raise InvalidEvent("idempotency_key must be 1-200 characters")
         return NewEvent(channel, event_type, publication.data, now_timestamp(), key)
 
+    @overload
+    async def publish(
+        self,
+        channel: str,
+        type: str = ...,
+        data: Any = ...,
+        *,
+        idempotency_key: str | None = ...,
+    ) -> Event: ...
+
+    @overload
+    async def publish(
+        self,
+        channel: str,
+        type: str = ...,
+        data: Any = ...,
+        *,
+        at: str | datetime,
+        key: str | None = ...,
+    ) -> Scheduled: ...
+
+    @overload
+    async def publish(
+        self,
+        channel: str,
+        type: str = ...,
+        data: Any = ...,
+        *,
+        delay: float,
+        key: str | None = ...,
+    ) -> Scheduled: ...
+
     async def publish(
         self,
         channel: str,
@@ -238,10 +280,73 @@ class Node:
         data: Any = None,
         *,
         idempotency_key: str | None = None,
-    ) -> Event:
-        """Publish one event; return it as stored. Never waits for subscribers."""
+        at: str | datetime | None = None,
+        delay: float | None = None,
+        key: str | None = None,
+    ) -> Event | Scheduled:
+        """Publish one event; return it as stored. Never waits for subscribers.
+
+        With ``at`` (an aware datetime or RFC 3339 text) or ``delay`` (seconds), the event
+        is scheduled instead and the :class:`Scheduled` entry returned: see
+        :meth:`schedule`.
+        """
+        if at is not None or delay is not None or key is not None:
+            return await self.schedule(channel, type, data, at=at, delay=delay, key=key)
         (event,) = await self.publish_many([Publication(channel, type, data, idempotency_key)])
         return event
+
+    async def schedule(
+        self,
+        channel: str,
+        type: str = "message",  # noqa: A002 - SPEC's name for the event type
+        data: Any = None,
+        *,
+        at: str | datetime | None = None,
+        delay: float | None = None,
+        key: str | None = None,
+    ) -> Scheduled:
+        """Publish the event at ``at`` or after ``delay`` seconds, once, on some node.
+
+        Scheduling again under the same ``key`` replaces the pending entry (an expiry
+        warning moves when the network is extended); :meth:`cancel_scheduled` drops it.
+        The event is checked now as a publish would check it. Durable with a SQLite or
+        Redis store: pending entries survive a restart, and one that fell due while
+        every node was down fires at start.
+        """
+        new = self._validate(Publication(channel, type, data))
+        now = time.time()
+        entry = Scheduled(
+            key=new_key() if key is None else validate_key(key),
+            channel=new.channel,
+            type=new.type,
+            data=data,
+            at=due_time(at=at, delay=delay, now=now),
+            version=new_version(),
+        )
+        with backend_failure("schedule", "scheduled events cannot be stored right now"):
+            await self.schedules.put(entry, limit=self.settings.max_scheduled)
+        self.schedule_runner.scheduled(entry.at)
+        return entry
+
+    async def cancel_scheduled(self, key: str) -> bool:
+        """Drop the pending event scheduled under ``key``; False when there was none."""
+        with backend_failure("schedule cancel", "scheduled events cannot be read right now"):
+            return await self.schedules.cancel(key) is not None
+
+    async def get_scheduled(self, key: str) -> Scheduled | None:
+        """The event pending under ``key``, if any."""
+        with backend_failure("schedule read", "scheduled events cannot be read right now"):
+            return await self.schedules.get(key)
+
+    async def scheduled(self, *, channel: str | None = None, limit: int = 1000) -> list[Scheduled]:
+        """Pending scheduled events (of ``channel``), soonest first."""
+        with backend_failure("schedule list", "scheduled events cannot be read right now"):
+            return await self.schedules.pending(channel=channel, limit=limit)
+
+    async def _fire(self, entry: Scheduled) -> None:
+        await self.publish_many(
+            [Publication(entry.channel, entry.type, entry.data, entry.idempotency_key)]
+        )
 
     async def publish_many(self, publications: Sequence[Publication]) -> list[Event]:
         """Publish a batch in order; all are validated before any is stored."""

@@ -136,6 +136,9 @@ class Settings(BaseModel):
             "none: localhost pages, for development; a list is exact"
         ),
     )
+    max_scheduled: int = Field(
+        100_000, ge=0, description="scheduled events pending at once (per store)"
+    )
     max_connections: int = Field(10_000, ge=1, description="open streams per process")
     max_connections_per_client: int = Field(100, ge=1, description="open streams per client id")
     max_subscriptions: int = Field(100, ge=1, description="channels per connection")

@@ -14,6 +14,9 @@ __all__ = [
     "EventsOut",
     "HistoryOut",
     "PublishRequest",
+    "ScheduledAnswer",
+    "ScheduledList",
+    "ScheduledOut",
 ]
 
 
@@ -30,6 +33,23 @@ class PublishRequest(BaseModel):
     idempotency_key: str | None = Field(
         None, description="the same key within 5 minutes returns the first stored event"
     )
+    at: str | None = Field(
+        None,
+        description="publish at this RFC 3339 time instead of now (answer 202)",
+        examples=["2026-12-04T10:00:00Z"],
+    )
+    delay_s: float | None = Field(
+        None, ge=0, description="publish after this many seconds instead of now (answer 202)"
+    )
+    key: str | None = Field(
+        None,
+        description="with `at` or `delay_s`: names the scheduled event; scheduling under a "
+        "pending key replaces it; generated when absent",
+    )
+
+    @property
+    def scheduled(self) -> bool:
+        return self.at is not None or self.delay_s is not None
 
 
 class BatchPublishRequest(BaseModel):
@@ -135,3 +155,23 @@ class ClientChannelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: str = Field(examples=["group:7"], description="the channel")
+
+
+class ScheduledOut(BaseModel):
+    """A pending scheduled event."""
+
+    key: str = Field(description="what DELETE /api/v1/scheduled/{key} takes")
+    channel: str
+    type: str
+    at: str = Field(description="when it is due, RFC 3339 UTC")
+    data: Any = None
+
+
+class ScheduledAnswer(BaseModel):
+    """The answer to scheduling one event (202)."""
+
+    scheduled: ScheduledOut
+
+
+class ScheduledList(BaseModel):
+    scheduled: list[ScheduledOut] = Field(description="soonest first")

@@ -16,7 +16,8 @@ from starlette.types import Receive, Scope, Send
 from tidings.api.models import BatchPublishRequest, PublishRequest
 from tidings.auth.policy import authorize_publish
 from tidings.core.request import client_ip, facts_from_scope, header
-from tidings.errors import BadRequest, InvalidJSON, TooLarge, UnsupportedMediaType
+from tidings.core.scheduled import Scheduled, validate_key
+from tidings.errors import BadRequest, Forbidden, InvalidJSON, TooLarge, UnsupportedMediaType
 from tidings.identity import Identity
 from tidings.node import Node, Publication
 
@@ -62,8 +63,9 @@ def validation_error(exc: ValidationError) -> BadRequest:
     return BadRequest(f"{where}: {first['msg']}", code="invalid_request")
 
 
-async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) -> Any:
-    """Publish what a request body asks for; the response body (its status is 201)."""
+async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) -> tuple[int, Any]:
+    """Publish (or schedule) what a request body asks for: the response's status and
+    body. 201 with the stored event(s); 202 when anything was scheduled."""
     settings = hub.settings
     if isinstance(body, dict) and "events" in body:
         events = body.get("events")
@@ -82,10 +84,25 @@ async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) 
             limiter=hub.publish_limiter,
             rate_key=rate_key,
         )
+        _key_needs_time(batch.events)
+        later = [e for e in batch.events if e.scheduled]
+        if later:
+            await _may_replace(hub, identity, later)
+            # Every scheduled item is checked as a publish before anything happens.
+            for item in later:
+                hub._validate(Publication(item.channel, item.type, item.data))
         stored = await hub.publish_many(
-            [Publication(e.channel, e.type, e.data, e.idempotency_key) for e in batch.events]
+            [
+                Publication(e.channel, e.type, e.data, e.idempotency_key)
+                for e in batch.events
+                if not e.scheduled
+            ]
         )
-        return {"events": [event.to_dict() for event in stored]}
+        answer: dict[str, Any] = {"events": [event.to_dict() for event in stored]}
+        if not later:
+            return 201, answer
+        answer["scheduled"] = [(await _schedule(hub, item)).summary() for item in later]
+        return 202, answer
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", code="invalid_request")
     try:
@@ -93,8 +110,43 @@ async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) 
     except ValidationError as exc:
         raise validation_error(exc) from None
     authorize_publish(identity, [one.channel], limiter=hub.publish_limiter, rate_key=rate_key)
+    _key_needs_time([one])
+    if one.scheduled:
+        await _may_replace(hub, identity, [one])
+        return 202, {"scheduled": (await _schedule(hub, one)).summary()}
     event = await hub.publish(one.channel, one.type, one.data, idempotency_key=one.idempotency_key)
-    return event.to_dict()
+    return 201, event.to_dict()
+
+
+def _key_needs_time(items: list[PublishRequest]) -> None:
+    for item in items:
+        if item.key is not None and not item.scheduled:
+            raise BadRequest(
+                "key names a scheduled event: give at or delay_s with it", code="invalid_schedule"
+            )
+
+
+async def _schedule(hub: Node, item: PublishRequest) -> Scheduled:
+    if item.idempotency_key is not None:
+        raise BadRequest(
+            "a scheduled event takes a key, not an idempotency_key", code="invalid_schedule"
+        )
+    return await hub.schedule(
+        item.channel, item.type, item.data, at=item.at, delay=item.delay_s, key=item.key
+    )
+
+
+async def _may_replace(hub: Node, identity: Identity, items: list[PublishRequest]) -> None:
+    """Refuse to replace a pending schedule on a channel the caller may not publish to:
+    keys are one namespace, channels are what rights are given on."""
+    for item in items:
+        if item.key is None:
+            continue
+        pending = await hub.get_scheduled(validate_key(item.key))
+        if pending is not None and not identity.may_publish(pending.channel):
+            raise Forbidden(
+                f"the key {item.key!r} is scheduled on a channel you may not publish to"
+            )
 
 
 class PublishEndpoint:
@@ -109,12 +161,12 @@ class PublishEndpoint:
         facts = facts_from_scope(scope)
         identity = hub.gate.identify(facts)
         body = await read_json(scope, receive, hub.settings.max_body_size)
-        answer = await publish_json(hub, identity, body, client_ip(facts.peer))
+        status, answer = await publish_json(hub, identity, body, client_ip(facts.peer))
         content = orjson.dumps(answer)
         await send(
             {
                 "type": "http.response.start",
-                "status": 201,
+                "status": status,
                 "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(content))],
             }
         )

@@ -18,10 +18,13 @@ from tidings.api.models import (
     EventsOut,
     HistoryOut,
     PresenceOut,
+    ScheduledList,
 )
 from tidings.api.publish import publish_json, read_json
 from tidings.auth.policy import authorize_subscribe, require_admin
+from tidings.core.channels import validate_channel
 from tidings.core.request import client_ip, facts_from_scope
+from tidings.errors import Forbidden, NotFound
 from tidings.identity import Identity
 from tidings.metrics import CONTENT_TYPE, make_registry, render_metrics
 from tidings.node import Node
@@ -91,6 +94,11 @@ def build_router(hub: Node) -> APIRouter:
         openapi_extra={"requestBody": _PUBLISH_BODY},
         responses={
             201: {"description": 'the stored event, or `{"events": [...]}` for a batch'},
+            202: {
+                "description": 'scheduled (`at`, `delay_s` or `key`): `{"scheduled": {"key", '
+                '"channel", "type", "at"}}`; for a batch `{"events": [...], "scheduled": [...]}`'
+            },
+            429: {"description": "too many scheduled events pending (`max_scheduled`)"},
             400: {"description": "invalid JSON, channel, type or fields"},
             413: {"description": "body, event or batch over its limit"},
             415: {"description": "the body is not JSON"},
@@ -101,7 +109,45 @@ def build_router(hub: Node) -> APIRouter:
         # Served by PublishEndpoint, routed ahead of this; kept for the OpenAPI document
         # and for an app that includes this router alone.
         body = await read_json_body(request, settings.max_body_size)
-        return _json(await publish_json(hub, identity, body, rate_key(request)), 201)
+        status, answer = await publish_json(hub, identity, body, rate_key(request))
+        return _json(answer, status)
+
+    @router.get(
+        "/api/v1/scheduled",
+        response_model=ScheduledList,
+        tags=["publish"],
+        summary="Pending scheduled events, soonest first",
+        responses={403: {"description": "not an admin, and no publish right on `channel`"}},
+    )
+    async def scheduled(
+        channel: str | None = Query(None, description="only those of this channel"),
+        limit: int = Query(1000, ge=1, le=10_000),
+        identity: Identity = Depends(caller),
+    ) -> Response:
+        # An admin sees every schedule; a publisher those of a channel it may publish to.
+        if channel is None:
+            require_admin(identity)
+        elif not identity.may_publish(validate_channel(channel)):
+            raise Forbidden(f"not allowed to publish to {channel!r}")
+        entries = await hub.scheduled(channel=channel, limit=limit)
+        return _json({"scheduled": [entry.to_dict() for entry in entries]})
+
+    @router.delete(
+        "/api/v1/scheduled/{key:path}",
+        status_code=204,
+        tags=["publish"],
+        summary="Cancel a scheduled event",
+        responses={404: {"description": "nothing is pending under this key"}},
+    )
+    async def cancel_scheduled(key: str, identity: Identity = Depends(caller)) -> Response:
+        pending = await hub.get_scheduled(key)
+        if pending is None:
+            raise NotFound(f"nothing is scheduled under {key[:200]!r}", code="not_scheduled")
+        if not identity.may_publish(pending.channel):
+            raise Forbidden(f"not allowed to publish to {pending.channel!r}")
+        if not await hub.cancel_scheduled(key):
+            raise NotFound(f"nothing is scheduled under {key[:200]!r}", code="not_scheduled")
+        return Response(status_code=204)
 
     @router.get(
         "/api/v1/channels/{channel:path}/history",

@@ -10,7 +10,15 @@ dependencies stay optional.
 
 from __future__ import annotations
 
-from tidings.backends.base import Broker, NewEvent, Presence, PresenceEntry, Store, StoreLimits
+from tidings.backends.base import (
+    Broker,
+    NewEvent,
+    Presence,
+    PresenceEntry,
+    Schedules,
+    Store,
+    StoreLimits,
+)
 
 __all__ = [
     "Broker",
@@ -22,6 +30,7 @@ __all__ = [
     "broker_from_url",
     "presence_from_url",
     "redact_url",
+    "schedules_for",
     "store_from_url",
 ]
 
@@ -63,6 +72,31 @@ def store_from_url(url: str, limits: StoreLimits) -> Store:
     raise ValueError(
         f"unknown store scheme {scheme!r}: use memory://, sqlite:///path or redis://host"
     )
+
+
+def schedules_for(store: Store) -> Schedules:
+    """Where scheduled events wait: beside ``store``'s history, in the same file or
+    database, so they are exactly as durable (and as shared between nodes) as it is."""
+    from tidings.backends.memory import MemoryStore
+
+    if isinstance(store, MemoryStore):
+        from tidings.backends.memory_schedules import MemorySchedules
+
+        return MemorySchedules()
+    from tidings.backends.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from tidings.backends.sqlite_schedules import SQLiteSchedules
+
+        return SQLiteSchedules(store)
+    if type(store).__name__ == "RedisStore":
+        from tidings.backends.redis_schedules import RedisSchedules
+
+        return RedisSchedules(store)  # type: ignore[arg-type]
+    # A store of the application's own: scheduled events live in this process.
+    from tidings.backends.memory_schedules import MemorySchedules
+
+    return MemorySchedules()
 
 
 def broker_from_url(url: str, store: Store) -> Broker:

@@ -14,7 +14,8 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from tidings.core.events import Event
 from tidings.core.history import ChannelHistory, HistoryPage
-from tidings.errors import BackendError, TidingsError, Unavailable
+from tidings.core.scheduled import Scheduled
+from tidings.errors import BackendError, LimitExceeded, TidingsError, Unavailable
 
 __all__ = [
     "Broker",
@@ -24,9 +25,11 @@ __all__ = [
     "Presence",
     "PresenceEntry",
     "ResyncSink",
+    "Schedules",
     "Store",
     "StoreLimits",
     "backend_failure",
+    "schedules_full",
     "unavailable_store",
 ]
 
@@ -92,6 +95,59 @@ class Store(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Schedules(Protocol):
+    """Events waiting for their time, kept where the store keeps history (so they are as
+    durable as it is, and shared by the nodes that share it).
+
+    Contract (checked by ``tests/contract``):
+
+    * :meth:`put` keeps ``entry`` under its key, replacing the pending entry with that
+      key (which it returns; else ``None``). When ``limit`` entries are pending and the
+      key is new, it raises :class:`~tidings.errors.LimitExceeded` and keeps nothing.
+    * :meth:`get` returns the pending entry of a key; :meth:`cancel` removes and returns
+      it (``None`` when there is none).
+    * :meth:`pending` lists pending entries (of ``channel``, if given) by due time, then
+      key, at most ``limit``; entries being fired are still pending until :meth:`done`.
+    * :meth:`claim` returns the entries due at ``now`` that nobody holds, earliest
+      first, at most ``limit``, and holds them for ``lease`` seconds: until then no
+      other claim (on any node) returns them. An entry not :meth:`done` by then is due
+      again: a node that died while firing loses nothing.
+    * :meth:`done` removes a fired entry, unless its key was scheduled again meanwhile
+      (another ``version``), which stays.
+    * :meth:`next_due` is the earliest time a claim could return something, or ``None``.
+    * :meth:`count` is the number of pending entries; :meth:`close` is idempotent.
+    """
+
+    async def put(self, entry: Scheduled, *, limit: int) -> Scheduled | None: ...
+
+    async def get(self, key: str) -> Scheduled | None: ...
+
+    async def cancel(self, key: str) -> Scheduled | None: ...
+
+    async def pending(
+        self, *, channel: str | None = None, limit: int = 1000
+    ) -> list[Scheduled]: ...
+
+    async def claim(self, now: float, *, lease: float, limit: int) -> list[Scheduled]: ...
+
+    async def done(self, entry: Scheduled) -> None: ...
+
+    async def next_due(self) -> float | None: ...
+
+    async def count(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def schedules_full(limit: int) -> LimitExceeded:
+    """The refusal of :meth:`Schedules.put` when ``limit`` entries are pending."""
+    return LimitExceeded(
+        f"{limit} events are already scheduled (the max_scheduled setting)",
+        code="too_many_scheduled",
+    )
 
 
 EventSink = Callable[[Event], None]

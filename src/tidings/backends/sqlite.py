@@ -68,6 +68,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " stored_at REAL NOT NULL, PRIMARY KEY (channel, key)) WITHOUT ROWID",
         "CREATE INDEX idempotency_keys_by_age ON idempotency_keys (stored_at)",
     ),
+    (
+        # Scheduled events (tidings.backends.sqlite_schedules). ``ready`` is when a claim
+        # may next take the row: its due time, or the end of the lease a node holds.
+        "CREATE TABLE schedules ("
+        " key TEXT PRIMARY KEY, channel TEXT NOT NULL, at REAL NOT NULL,"
+        " ready REAL NOT NULL, version TEXT NOT NULL, record TEXT NOT NULL) WITHOUT ROWID",
+        "CREATE INDEX schedules_by_ready ON schedules (ready)",
+        "CREATE INDEX schedules_by_channel ON schedules (channel, at)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

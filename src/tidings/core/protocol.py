@@ -119,6 +119,14 @@ class Publish:
     event: str
     data: Any
     id: RequestId = None
+    #: Scheduled publish (SPEC §8): an RFC 3339 time, or seconds from now, and a key.
+    at: str | None = None
+    delay_s: float | None = None
+    key: str | None = None
+
+    @property
+    def scheduled(self) -> bool:
+        return self.at is not None or self.delay_s is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +230,20 @@ def parse(message: str | bytes) -> ClientMessage:
             raise
         if "data" not in raw:
             raise ProtocolError("'data' is required", code="missing_field", request_id=rid)
-        return Publish(channel, event, raw["data"], rid)
+        at, delay, key = raw.get("at"), raw.get("delay_s"), raw.get("key")
+        if at is not None and not isinstance(at, str):
+            raise ProtocolError(
+                "'at' must be an RFC 3339 time", code="invalid_field", request_id=rid
+            )
+        if delay is not None and (not isinstance(delay, int | float) or isinstance(delay, bool)):
+            raise ProtocolError("'delay_s' must be a number", code="invalid_field", request_id=rid)
+        if key is not None and (not isinstance(key, str) or (at is None and delay is None)):
+            raise ProtocolError(
+                "'key' is a string naming a scheduled event: give 'at' or 'delay_s' with it",
+                code="invalid_field",
+                request_id=rid,
+            )
+        return Publish(channel, event, raw["data"], rid, at, delay, key)
     if kind == "ping":
         return Ping(rid)
     if kind == "pong":
@@ -295,6 +316,10 @@ def pong_message(timestamp: str, rid: RequestId) -> dict[str, Any]:
 
 def published_message(event: dict[str, Any], rid: RequestId) -> dict[str, Any]:
     return {"type": "published", "event": event, "id": rid}
+
+
+def scheduled_message(scheduled: dict[str, Any], rid: RequestId) -> dict[str, Any]:
+    return {"type": "scheduled", "scheduled": scheduled, "id": rid}
 
 
 def result_message(data: Any, rid: RequestId) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from tidings.connection import Connection
 from tidings.core import protocol
 from tidings.core.events import format_timestamp
 from tidings.core.request import client_ip
+from tidings.core.scheduled import validate_key
 from tidings.errors import BadRequest, Forbidden, NotFound, TidingsError, Unauthorized
 from tidings.node import Node
 
@@ -44,7 +45,7 @@ async def dispatch(hub: Node, connection: Connection, message: protocol.ClientMe
             await hub.subscribe(connection, channel, types=types, since=since, request_id=rid)
         case protocol.Unsubscribe(channel, rid):
             hub.unsubscribe(connection, channel, request_id=rid)
-        case protocol.Publish(channel, event_type, data, rid):
+        case protocol.Publish(channel, event_type, data, rid) as publish:
             authorize_publish(
                 identity,
                 [channel],
@@ -52,6 +53,28 @@ async def dispatch(hub: Node, connection: Connection, message: protocol.ClientMe
                 rate_key=client_ip(connection.peer),
                 request_id=rid,
             )
+            if publish.scheduled:
+                try:
+                    if publish.key is not None:
+                        pending = await hub.get_scheduled(validate_key(publish.key))
+                        if pending is not None and not identity.may_publish(pending.channel):
+                            raise Forbidden(
+                                f"the key {publish.key!r} is scheduled on a channel "
+                                "you may not publish to"
+                            )
+                    entry = await hub.schedule(
+                        channel,
+                        event_type,
+                        data,
+                        at=publish.at,
+                        delay=publish.delay_s,
+                        key=publish.key,
+                    )
+                except TidingsError as exc:
+                    exc.request_id = rid
+                    raise
+                _reply(connection, protocol.scheduled_message(entry.summary(), rid))
+                return
             try:
                 event = await hub.publish(channel, event_type, data)
             except TidingsError as exc:
