@@ -19,16 +19,35 @@ import typer
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from tidings.settings import ENV_PREFIX, Settings, parse_api_keys
+from tidings.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    parse_api_keys,
+    parse_pairs,
+    parse_role_patterns,
+)
 
 __all__ = ["flag_name", "setting_values", "settings_table", "with_setting_options"]
 
 Command = Callable[..., Any]
 
 #: Settings given as one value per flag, repeated: their flag is singular.
-REPEATED = {"api_keys": "--api-key", "allowed_origins": "--allowed-origin"}
+REPEATED = {
+    "api_keys": "--api-key",
+    "allowed_origins": "--allowed-origin",
+    "jwt_claims": "--jwt-claim",
+    "role_channels": "--role-channels",
+    "role_publish": "--role-publish",
+}
 #: What a repeated flag's value looks like.
-METAVARS = {"api_keys": "NAME=KEY", "allowed_origins": "ORIGIN"}
+METAVARS = {
+    "api_keys": "NAME=KEY",
+    "allowed_origins": "ORIGIN",
+    "jwt_claims": "HUB=CLAIM",
+    "role_channels": "ROLE=PATTERN",
+    "role_publish": "ROLE=PATTERN",
+}
 #: Settings that are on when the flag is given (there is no value to give).
 SWITCHES = frozenset({"allow_anonymous"})
 
@@ -112,6 +131,18 @@ def setting_values(values: dict[str, Any]) -> dict[str, Any]:
     keys, origins = given.get("api_keys"), given.get("allowed_origins")
     given["api_keys"] = parse_api_keys(keys) if keys else None
     given["allowed_origins"] = tuple(origins) if origins else None
+    parsers: dict[str, Callable[[list[str]], Any]] = {
+        "jwt_claims": lambda items: parse_pairs(items, "claims are mapped as HUB=CLAIM"),
+        "role_channels": parse_role_patterns,
+        "role_publish": parse_role_patterns,
+    }
+    for name, parse in parsers.items():
+        items = given.get(name)
+        if items:
+            try:
+                given[name] = parse(items)
+            except ValueError as exc:
+                raise SettingsError(f"{flag_name(name)}: {exc}") from None
     return {name: value for name, value in given.items() if value is not None}
 
 
