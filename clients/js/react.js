@@ -10,24 +10,42 @@ export function useTidings(channel, handler, options = {}) {
   const handlerRef = useRef(handler);
   handlerRef.current = handler;
   const { client: sharedClient, types, since, ...clientOptions } = options;
+  // A token function is called through this ref: a new function on every render (an
+  // inline arrow) neither reconnects nor leaves the client calling a stale one.
+  const tokenRef = useRef(clientOptions.token);
+  tokenRef.current = clientOptions.token;
+  const tokenKey = typeof clientOptions.token === "function" ? "function" : clientOptions.token ?? null;
   // Reconnect only when something that changes the connection changes.
-  const key = JSON.stringify([clientOptions.url ? String(clientOptions.url) : null, clientOptions.transport, clientOptions.token, types, clientOptions.reconnect]);
+  const key = JSON.stringify([clientOptions.url ? String(clientOptions.url) : null, clientOptions.transport, tokenKey, types, clientOptions.reconnect]);
   const optionsRef = useRef(clientOptions);
   optionsRef.current = clientOptions;
+  // The last position seen per channel outlives the client: a client made anew (a new
+  // token string, another URL) resumes where the previous one stopped.
+  const positionsRef = useRef(new Map());
 
   useEffect(() => {
     if (!channel) {
       setState({ status: "idle", error: null });
       return undefined;
     }
-    const client = sharedClient ?? new TidingsClient(optionsRef.current);
+    const ownOptions = { ...optionsRef.current };
+    if (typeof ownOptions.token === "function") {
+      ownOptions.token = () => {
+        const token = tokenRef.current;
+        return typeof token === "function" ? token() : token;
+      };
+    }
+    const client = sharedClient ?? new TidingsClient(ownOptions);
     const offStatus = client.onStatus((change) => {
       setState({ status: change.status, error: change.status === "failed" ? change.reason ?? "failed" : null });
     });
     const offError = client.onError((error) => setState((s) => ({ ...s, error: error.message ?? String(error) })));
     if (client.status !== "idle") setState({ status: client.status, error: client.error });
-    const unsubscribe = client.subscribe(channel, (event) => handlerRef.current?.(event), { types, since });
+    const resumeFrom = positionsRef.current.get(channel) ?? since;
+    const unsubscribe = client.subscribe(channel, (event) => handlerRef.current?.(event), { types, since: resumeFrom });
     return () => {
+      const position = client.positions.get(channel);
+      if (position) positionsRef.current.set(channel, position);
       offStatus();
       offError();
       unsubscribe();

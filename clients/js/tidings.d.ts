@@ -50,13 +50,25 @@ export interface ReconnectOptions {
 
 export type TimerHandle = unknown;
 
+/**
+ * Where the token comes from: a string (or null), or a function returning one (or a
+ * promise of one). A function is called on every connect and reconnect, and shortly
+ * before the current token's `exp` (read from the JWT's payload): a WebSocket then sends
+ * the new token in-band (`refresh`), an SSE stream is reopened from its last event id.
+ * If it throws or rejects, the error goes to `onError` (code `token_unavailable`) and it
+ * is tried again with the reconnect backoff.
+ */
+export type TokenSource = string | null | (() => string | Promise<string>);
+
 export interface TidingsOptions {
   /** The hub's base URL (`https://host/` or `https://host/realtime/`). Default in a browser: two levels above the module's URL. */
   url?: string | URL;
   /** Default `websocket`. */
   transport?: "websocket" | "sse";
-  /** JWT or API key: `?token=` on the WebSocket, `Authorization: Bearer` on SSE and HTTP. */
-  token?: string | null;
+  /** JWT or API key: `?token=` on the WebSocket, `Authorization: Bearer` on SSE and HTTP; or a function that returns one (see `TokenSource`). */
+  token?: TokenSource;
+  /** With a token function: ask for the next token this many ms before `exp` (at most a tenth of the token's remaining lifetime, at least 1 s). Default 30000. */
+  tokenRefreshLead?: number;
   /** Channels to subscribe to at once (without handlers). */
   channels?: string[];
   reconnect?: ReconnectOptions;
@@ -114,7 +126,9 @@ export class TidingsClient {
   constructor(options?: TidingsOptions);
   readonly url: string;
   readonly transport: "websocket" | "sse";
+  /** The token in use (with a token function: the last one it returned, null before). */
   token: string | null;
+  readonly tokenRefreshLead: number;
   /** `idle` until the first connection attempt. */
   readonly status: Status | "idle";
   /** The reason of the last `failed`, or null. */
@@ -136,6 +150,10 @@ export class TidingsClient {
 
 export function createClient(options?: TidingsOptions): TidingsClient;
 export function backoffDelay(attempt: number, reconnect?: ReconnectOptions, random?: () => number): number;
+/** A JWT's `exp` in ms, or null when the token is no JWT or has no numeric `exp`. */
+export function tokenExpiry(token: string | null | undefined): number | null;
+/** Ms from `now` until a token expiring at `expiresAt` (ms) is replaced. */
+export function refreshDelay(expiresAt: number, now: number, lead?: number, floor?: number): number;
 export function parseCursor(cursor: string | null, channels: string[]): Map<string, string>;
 export const DEFAULT_RECONNECT: Readonly<Required<ReconnectOptions>>;
 export default TidingsClient;

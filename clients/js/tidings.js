@@ -11,6 +11,10 @@
 //     can send an Authorization header, and controls its own backoff; resumes with the
 //     stream's last cursor as `last_event_id`.
 // Both reconnect with exponential backoff (1 s, x2, max 30 s, jitter, 10 attempts).
+//
+// `token` may be a function (returning a string or a promise of one): it is called on
+// every connect and shortly before the current token's `exp`, when a WebSocket sends it
+// in-band (`refresh`) and an SSE stream is reopened from its last event id.
 
 const STATUSES = ["connecting", "connected", "reconnecting", "failed", "closed"];
 
@@ -39,6 +43,37 @@ export function backoffDelay(attempt, reconnect = DEFAULT_RECONNECT, random = Ma
   const options = { ...DEFAULT_RECONNECT, ...reconnect };
   const base = Math.min(options.maxDelay, options.initialDelay * options.factor ** (attempt - 1));
   return Math.round(base * (1 - options.jitter * random()));
+}
+
+/**
+ * A JWT's `exp` in ms, read from its payload (base64url JSON), or null when the token is
+ * no JWT or has no numeric `exp` (then no refresh is planned).
+ */
+export function tokenExpiry(token) {
+  if (typeof token !== "string") return null;
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const padded = base64 + "=".repeat((4 - (base64.length % 4)) % 4);
+    const binary = atob(padded);
+    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+    const exp = JSON.parse(new TextDecoder().decode(bytes)).exp;
+    return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * When to fetch the next token, in ms from `now`: `lead` (default 30 s) before `expiresAt`,
+ * but never more than a tenth of the time left and never less than 1 s before it; at
+ * least `floor` ms from now, so that a token that is already due cannot loop.
+ */
+export function refreshDelay(expiresAt, now, lead = 30000, floor = 1000) {
+  const left = expiresAt - now;
+  const before = Math.max(Math.min(lead, left / 10), 1000);
+  return Math.max(left - before, floor);
 }
 
 /** Per-channel positions held by an SSE cursor (`pos` or `ch;pos,ch;pos`). */
@@ -88,7 +123,12 @@ export class TidingsClient {
     if (this.transport !== "websocket" && this.transport !== "sse") {
       throw new TypeError(`tidings: unknown transport ${JSON.stringify(this.transport)}`);
     }
-    this.token = options.token ?? null;
+    // A string (or null) is the token; a function is asked for one on every connect.
+    this._tokenSource = options.token ?? null;
+    this.token = typeof this._tokenSource === "function" ? null : this._tokenSource;
+    this.tokenRefreshLead = options.tokenRefreshLead ?? 30000;
+    this._refreshTimer = null;
+    this._refreshAttempt = 0;
     this.reconnect = { ...DEFAULT_RECONNECT, ...(options.reconnect ?? {}) };
     this.pingInterval = options.pingInterval ?? 25000;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
@@ -202,6 +242,7 @@ export class TidingsClient {
     this._closed = true;
     this._cancelTimer();
     this._stopPing();
+    this._cancelRefresh();
     const conn = this._conn;
     this._conn = null;
     if (conn) conn.close();
@@ -311,6 +352,36 @@ export class TidingsClient {
     if (this._closed) return;
     if (this.transport === "sse" && this._subscriptions.size === 0) return; // nothing to stream
     if (this._attempt === 0) this._setStatus("connecting");
+    if (typeof this._tokenSource !== "function") {
+      this._openTransport();
+      return;
+    }
+    // Until the token arrives, this placeholder is the connection: nothing else opens one,
+    // and close() or a reopen makes the late token go unused.
+    const pending = {
+      kind: "token",
+      closed: false,
+      close: () => {
+        pending.closed = true;
+      },
+    };
+    this._conn = pending;
+    this._obtainToken().then(
+      (token) => {
+        if (pending.closed || this._conn !== pending || this._closed) return;
+        this.token = token;
+        this._conn = null;
+        this._openTransport();
+      },
+      (error) => {
+        if (pending.closed || this._conn !== pending) return;
+        this._emit("error", error);
+        this._lost(pending, { reason: "token_unavailable", reconnect: true });
+      },
+    );
+  }
+
+  _openTransport() {
     try {
       this._conn = this.transport === "websocket" ? this._openWebSocket() : this._openSse();
     } catch (error) {
@@ -319,9 +390,79 @@ export class TidingsClient {
     }
   }
 
+  /** A token from the `token` function; rejects with a TidingsError if there is none. */
+  async _obtainToken() {
+    let token;
+    try {
+      token = await this._tokenSource();
+    } catch (error) {
+      throw new TidingsError("token_unavailable", `tidings: the token function failed: ${error?.message ?? error}`, { cause: error });
+    }
+    if (typeof token !== "string" || !token) {
+      throw new TidingsError("token_unavailable", "tidings: the token function returned no token");
+    }
+    return token;
+  }
+
+  // ---- internals: planned token refresh --------------------------------------------
+
+  /** Plan the next token for the live connection `conn`, from the current token's `exp`. */
+  _planRefresh(conn) {
+    this._cancelRefresh();
+    if (typeof this._tokenSource !== "function") return;
+    const expiresAt = tokenExpiry(this.token);
+    if (expiresAt === null) return;
+    const delay = refreshDelay(expiresAt, this._now(), this.tokenRefreshLead);
+    this._refreshTimer = this._setTimeout(() => {
+      this._refreshTimer = null;
+      if (this._conn === conn) this._refresh(conn);
+    }, delay);
+  }
+
+  _cancelRefresh() {
+    if (this._refreshTimer !== null) this._clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+  }
+
+  async _refresh(conn) {
+    try {
+      const token = await this._obtainToken();
+      if (this._conn !== conn || this._closed) return;
+      if (conn.kind === "websocket") {
+        await this._request({ type: "refresh", token }, conn);
+        if (this._conn !== conn) return;
+        this.token = token;
+        this._refreshAttempt = 0;
+        this._planRefresh(conn);
+      } else {
+        // An SSE stream's credential is fixed: reopen it with the new token, resuming from
+        // the last event id, so nothing is missed and nothing comes twice.
+        this.token = token;
+        this._refreshAttempt = 0;
+        this._conn = null;
+        conn.close();
+        this._openTransport();
+      }
+    } catch (error) {
+      if (this._conn !== conn || this._closed) return;
+      if (error?.code !== "disconnected" && error?.code !== "closed") this._emit("error", error);
+      // Try again with backoff; if `exp` passes first, the hub closes the connection and
+      // the reconnect asks the function again.
+      this._refreshAttempt += 1;
+      const delay = backoffDelay(this._refreshAttempt, this.reconnect, this._random);
+      this._cancelRefresh();
+      this._refreshTimer = this._setTimeout(() => {
+        this._refreshTimer = null;
+        if (this._conn === conn) this._refresh(conn);
+      }, delay);
+    }
+  }
+
   _connected(connectionId) {
     this.connectionId = connectionId ?? null;
     this._connectedAt = this._now();
+    this._refreshAttempt = 0;
+    this._planRefresh(this._conn);
     this._setStatus("connected");
   }
 
@@ -330,6 +471,12 @@ export class TidingsClient {
     if (conn && this._conn !== conn) return; // an old connection, already replaced
     this._conn = null;
     this._stopPing();
+    this._cancelRefresh();
+    // With a token function, a refused or expired token is worth another try: the next
+    // attempt asks the function for a new one (still with backoff, still bounded).
+    if (typeof this._tokenSource === "function" && (code === 4001 || code === 401 || reason === "token_expired")) {
+      reconnect = true;
+    }
     this._failPending(new TidingsError("disconnected", `tidings: connection lost (${reason})`));
     this.connectionId = null;
     if (this._connectedAt !== null && this._now() - this._connectedAt >= this.reconnect.stableAfter) {
@@ -514,6 +661,7 @@ export class TidingsClient {
     if (!this._fetch) throw new Error("no fetch implementation: pass options.fetch");
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (!this.token && typeof this._tokenSource === "function") this.token = await this._obtainToken();
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
     const response = await this._fetch(new URL(path, this.url).href, {
       method,
@@ -596,6 +744,9 @@ export class TidingsClient {
     let disconnect = null;
     let frame = { id: null, event: null, data: [] };
     const handleLine = (line) => {
+      // Closed (e.g. reopened with a new token): what is still buffered is not handled, so
+      // the cursor stays at the last event handled and the next stream resumes there.
+      if (conn.closed) return;
       if (line === "") {
         if (frame.id !== null) {
           this._sseCursor = frame.id;

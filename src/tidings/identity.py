@@ -8,7 +8,11 @@ from typing import Any
 
 from tidings.core.channels import channel_matches
 
-__all__ = ["ANONYMOUS", "Identity"]
+__all__ = ["ANONYMOUS", "HUB_CLAIMS", "Identity"]
+
+#: The token claims an identity is read from (SPEC §6, §8), besides ``exp``, ``iat`` and
+#: ``jti``; ``--jwt-claim`` may read each of them from another claim.
+HUB_CLAIMS = ("sub", "tenant", "channels", "publish", "commands", "admin")
 
 
 @dataclass(frozen=True, slots=True)

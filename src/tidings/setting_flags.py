@@ -19,7 +19,14 @@ import typer
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from tidings.settings import ENV_PREFIX, Settings, parse_api_keys
+from tidings.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    parse_api_keys,
+    parse_pairs,
+    parse_role_patterns,
+)
 
 __all__ = ["flag_name", "setting_values", "settings_table", "with_setting_options"]
 
@@ -30,9 +37,19 @@ REPEATED = {
     "api_keys": "--api-key",
     "allowed_origins": "--allowed-origin",
     "auto_channels": "--auto-channel",
+    "jwt_claims": "--jwt-claim",
+    "role_channels": "--role-channels",
+    "role_publish": "--role-publish",
 }
 #: What a repeated flag's value looks like.
-METAVARS = {"api_keys": "NAME=KEY", "allowed_origins": "ORIGIN", "auto_channels": "TEMPLATE"}
+METAVARS = {
+    "api_keys": "NAME=KEY",
+    "allowed_origins": "ORIGIN",
+    "auto_channels": "TEMPLATE",
+    "jwt_claims": "HUB=CLAIM",
+    "role_channels": "ROLE=PATTERN",
+    "role_publish": "ROLE=PATTERN",
+}
 #: Settings too structured for a flag or a variable: the TOML file only.
 TOML_ONLY = frozenset({"routes"})
 #: Settings that are on when the flag is given (there is no value to give).
@@ -124,6 +141,18 @@ def setting_values(values: dict[str, Any]) -> dict[str, Any]:
     given["allowed_origins"] = tuple(origins) if origins else None
     auto = given.get("auto_channels")
     given["auto_channels"] = tuple(auto) if auto else None
+    parsers: dict[str, Callable[[list[str]], Any]] = {
+        "jwt_claims": lambda items: parse_pairs(items, "claims are mapped as HUB=CLAIM"),
+        "role_channels": parse_role_patterns,
+        "role_publish": parse_role_patterns,
+    }
+    for name, parse in parsers.items():
+        items = given.get(name)
+        if items:
+            try:
+                given[name] = parse(items)
+            except ValueError as exc:
+                raise SettingsError(f"{flag_name(name)}: {exc}") from None
     return {name: value for name, value in given.items() if value is not None}
 
 

@@ -26,6 +26,7 @@ from pydantic import (
 
 from tidings.core.routes import STREAM_ROUTES, StreamRoute, check_route
 from tidings.errors import BadRequest
+from tidings.identity import HUB_CLAIMS
 from tidings.targeting import check_template
 
 __all__ = [
@@ -108,6 +109,26 @@ class Settings(BaseModel):
         description="seconds of clock skew tolerated on `exp`, `iat`, `nbf` (0-300)",
     )
     jwt_issuer: str | None = Field(None, description="required `iss` claim")
+    jwt_claims: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "read a claim the hub needs from the token's own claim, HUB=CLAIM "
+            "(`sub=username`; `a.b` reads a nested claim)"
+        ),
+    )
+    role_claim: str = Field(
+        "role",
+        min_length=1,
+        description="the claim holding the client's roles (a name or a list; `a.b` nests)",
+    )
+    role_channels: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="channel patterns a role may subscribe to, ROLE=PATTERN[,PATTERN]",
+    )
+    role_publish: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="channel patterns a role may publish to, ROLE=PATTERN[,PATTERN]",
+    )
     connect_hook: str | None = Field(
         None, description="URL asked for a connection's channels at connect"
     )
@@ -191,6 +212,34 @@ class Settings(BaseModel):
             raise ValueError("log_level must be critical, error, warning, info or debug")
         return value
 
+    @field_validator("jwt_claims")
+    @classmethod
+    def _claim_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for hub, claim in value.items():
+            if hub not in HUB_CLAIMS:
+                raise ValueError(
+                    f"{hub!r} is not a claim the hub reads; it reads {', '.join(HUB_CLAIMS)}"
+                )
+            if not claim.strip():
+                raise ValueError(f"the claim {hub!r} is read from is empty (give {hub}=CLAIM)")
+        return value
+
+    @field_validator("role_channels", "role_publish", mode="before")
+    @classmethod
+    def _role_patterns(cls, value: Any) -> Any:
+        # TOML may give one pattern as a string: `role_channels = {ops = "ops:*"}`.
+        if isinstance(value, Mapping):
+            return {role: (p,) if isinstance(p, str) else p for role, p in value.items()}
+        return value
+
+    @field_validator("role_channels", "role_publish")
+    @classmethod
+    def _roles_named(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for role, patterns in value.items():
+            if not role or not patterns or not all(patterns):
+                raise ValueError("roles are given as ROLE=PATTERN, neither empty")
+        return value
+
     @property
     def open_mode(self) -> bool:
         """No secret, key or API key configured: everyone may subscribe and publish."""
@@ -201,6 +250,10 @@ def _from_env(name: str, raw: str) -> Any:
     """Environment values are strings: split the few fields that hold several."""
     if name == "api_keys":
         return dict(_pair(item) for item in raw.split(",") if item.strip())
+    if name == "jwt_claims":
+        return parse_pairs(raw.split(","), "claims are mapped as HUB=CLAIM")
+    if name in {"role_channels", "role_publish"}:
+        return parse_role_patterns(raw.split(","))
     if name in ("allowed_origins", "auto_channels"):
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if raw == "" and name in {"history_ttl", "max_connection_age"}:
@@ -213,6 +266,42 @@ def _pair(item: str) -> tuple[str, str]:
     if not sep or not name or not key:
         raise ValueError("API keys are given as NAME=KEY")
     return name, key
+
+
+def parse_pairs(items: list[str] | tuple[str, ...], shape: str) -> dict[str, str]:
+    """``["NAME=VALUE", …]`` to a mapping; a malformed item raises ``ValueError(shape)``."""
+    pairs = {}
+    for item in items:
+        if not item.strip():
+            continue
+        name, sep, value = item.strip().partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"{shape}, not {item.strip()!r}")
+        pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def parse_role_patterns(items: list[str] | tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """``["ROLE=PATTERN", "ROLE=P1,P2", …]`` to ``{role: patterns}``. A role may be given
+    several times; after a comma, an item without ``=`` is one more pattern of the role
+    before it (channel names hold no comma, so ``ops=a,b`` and ``ops=a,ops=b`` agree)."""
+    roles: dict[str, list[str]] = {}
+    role: str | None = None
+    for item in (part.strip() for given in items for part in given.split(",")):
+        if not item:
+            continue
+        name, sep, pattern = item.partition("=")
+        if sep:
+            role = name.strip()
+            pattern = pattern.strip()
+        else:
+            pattern = name
+        if role is None or not role or not pattern:
+            raise ValueError(f"roles are given as ROLE=PATTERN, not {item!r}")
+        patterns = roles.setdefault(role, [])
+        if pattern not in patterns:
+            patterns.append(pattern)
+    return {role: tuple(patterns) for role, patterns in roles.items()}
 
 
 def parse_api_keys(items: list[str] | tuple[str, ...]) -> dict[str, str]:

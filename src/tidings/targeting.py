@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from tidings.auth.tokens import claim_value
 from tidings.core.channels import validate_channel
 from tidings.errors import TidingsError
 from tidings.identity import Identity
@@ -33,8 +34,9 @@ _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 class AutoChannels:
     """Channel templates filled from a connection's identity.
 
-    ``{sub}`` (or ``{client_id}``) and ``{tenant}`` come from the identity; any other
-    ``{name}`` from the token's claim of that name. A claim holding a list gives one
+    ``{sub}`` (or ``{client_id}``) and ``{tenant}`` come from the identity (after claim
+    mapping); any other ``{name}`` from the token's claim of that name, or the path
+    into nested claims it names (``{realm_access.roles}``). A claim holding a list gives one
     channel per value (``role:{roles}`` for ``"roles": ["a", "b"]``). A template whose
     field is missing, or whose result is not a valid channel, gives nothing for that
     connection. A tenant's connection never joins a channel outside its tenant.
@@ -74,7 +76,7 @@ def _values(identity: Identity, name: str) -> list[str]:
     elif name == "tenant":
         value = identity.tenant
     else:
-        value = identity.claims.get(name)
+        value = claim_value(identity.claims, name, None)
     items = value if isinstance(value, list | tuple) else [value]
     return [str(v) for v in items if isinstance(v, str | int) and not isinstance(v, bool)]
 

@@ -169,6 +169,57 @@ async def test_authorisation_matrix(secured: RunningHub, credential: str) -> Non
     assert outcomes == EXPECTED[credential]
 
 
+#: A hub that reads the application's own tokens (SPEC §8 "Existing tokens").
+EXISTING_TOKENS = {
+    "jwt_claims": {"sub": "username", "tenant": "org.id"},
+    "role_claim": "roles",
+    "role_channels": {"viewer": ("tenant:acme/*",), "ops": ("*",)},
+    "role_publish": {"ops": ("*",)},
+}
+
+
+def _existing_token(**claims: Any) -> str:
+    """A token as the application issues it: no `sub`, `channels` or `publish`."""
+    return jwt.encode({"exp": int(time.time()) + 600, **claims}, SECRET, algorithm="HS256")
+
+
+EXISTING = {
+    # Roles grant subscribe only, unless --role-publish says otherwise.
+    "viewer": (
+        _existing_token(username="ann", org={"id": "acme"}, roles="viewer"),
+        {**ALLOWED, "ws_publish": "error:forbidden", "http_publish": "403"},
+    ),
+    "ops": (_existing_token(username="bo", org={"id": "acme"}, roles=["ops"]), ALLOWED),
+    # "*" from a role is still confined to the token's tenant.
+    "ops_of_another_tenant": (
+        _existing_token(username="eve", org={"id": "globex"}, roles=["ops"]),
+        DENIED_403,
+    ),
+    "no_role": (_existing_token(username="cy", org={"id": "acme"}), DENIED_403),
+    "no_username": (_existing_token(sub="dee", org={"id": "acme"}, roles="ops"), DENIED_401),
+    "bad_tenant": (
+        _existing_token(username="fay", org={"id": "acme/evil"}, roles="ops"),
+        DENIED_401,
+    ),
+}
+
+
+@pytest.mark.parametrize("credential", list(EXISTING))
+async def test_authorisation_matrix_for_existing_tokens(credential: str) -> None:
+    token, expected = EXISTING[credential]
+    async with running_hub(jwt_secret=SECRET, **EXISTING_TOKENS) as served:
+        outcomes = {op: await _operation(served, op, token) for op in expected}
+    assert outcomes == expected
+
+
+async def test_an_existing_token_is_the_client_its_claim_names() -> None:
+    token = _existing_token(username="ann", org={"id": "acme"}, roles="viewer")
+    async with running_hub(jwt_secret=SECRET, **EXISTING_TOKENS) as served:
+        async with websockets.connect(f"{served.ws_url}/ws?token={token}") as ws:
+            connected = await _recv(ws, "connected")
+    assert connected["client_id"] == "ann"
+
+
 async def test_api_key_publishes_and_credential_sources(secured: RunningHub) -> None:
     token = _credential("valid")
     async with httpx.AsyncClient(base_url=secured.url, timeout=5) as http:

@@ -1,5 +1,5 @@
 // Compiled by `tsc --noEmit -p clients/js` only: the type definitions accept real usage.
-import TidingsClient, { backoffDelay, createClient, type StatusChange, type TidingsEvent } from "tidings-client";
+import TidingsClient, { backoffDelay, createClient, refreshDelay, tokenExpiry, type StatusChange, type TidingsEvent, type TokenSource } from "tidings-client";
 import { useTidings } from "tidings-client/react";
 
 interface Alert {
@@ -33,3 +33,16 @@ function Status(): string {
   return error ?? status;
 }
 void Status;
+
+// A token function, sync or async, on the client and in the hook.
+const fromLogin: TokenSource = async () => (await fetch("/login/token")).text();
+const refreshing = new TidingsClient({ url: "https://hub.example/", token: fromLogin, tokenRefreshLead: 10000 });
+const synchronous = createClient({ url: "https://hub.example/", token: () => "t" });
+const current: string | null = refreshing.token;
+const expires: number | null = tokenExpiry(current);
+const due: number = refreshDelay(expires ?? 0, Date.now());
+function Refreshing(): string {
+  const { status } = useTidings("alerts", () => undefined, { token: () => Promise.resolve("t"), tokenRefreshLead: 5000 });
+  return status;
+}
+void [synchronous, due, Refreshing];

@@ -8,7 +8,7 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl
 
 from tidings.auth.revocation import Revocations
-from tidings.auth.tokens import TokenVerifier
+from tidings.auth.tokens import ClaimRules, TokenVerifier
 from tidings.errors import Unauthorized
 from tidings.identity import ANONYMOUS, Identity
 from tidings.settings import Settings
@@ -61,6 +61,12 @@ class Authenticator:
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
                 leeway=settings.jwt_leeway,
+                rules=ClaimRules(
+                    names=settings.jwt_claims,
+                    role_claim=settings.role_claim,
+                    role_channels=settings.role_channels,
+                    role_publish=settings.role_publish,
+                ),
             )
 
     def authenticate(self, credential: str | None) -> Identity:

@@ -4,6 +4,10 @@ Only the algorithms that fit the configured key are accepted: HS256 with a share
 secret, RS256/ES256 with a PEM public key or a JWKS file. ``alg: none``, any other
 algorithm, a bad signature, an expired token, or a token without ``sub`` is refused
 with :class:`~tidings.errors.Unauthorized`, whose message never contains the token.
+
+Tokens the application already issues need not be re-issued: :class:`ClaimRules` reads
+each claim the hub needs from the claim the application uses (``sub`` from
+``username``), and turns roles into channel patterns.
 """
 
 from __future__ import annotations
@@ -11,55 +15,156 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jwt
 
 from tidings.errors import Unauthorized
-from tidings.identity import Identity
+from tidings.identity import HUB_CLAIMS, Identity
 
-__all__ = ["TokenVerifier", "identity_from_claims", "mint_token"]
+__all__ = [
+    "ClaimRules",
+    "TokenVerifier",
+    "claim_value",
+    "identity_from_claims",
+    "mint_token",
+]
 
 ASYMMETRIC = ("RS256", "ES256")
 _TENANT_RE = re.compile(r"[A-Za-z0-9_\-.:@=]{1,64}")
 
 
-def _patterns(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    value = claims.get(name, ())
+_ABSENT = object()
+
+
+def claim_value(claims: Mapping[str, Any], name: str, default: Any = _ABSENT) -> Any:
+    """The claim ``name``; a dotted name that is not itself a claim is a path into nested
+    objects (``realm_access.roles``). The literal name wins: claims named by URL
+    (``https://example.com/roles``) contain dots too."""
+    if name in claims:
+        return claims[name]
+    value: Any = claims
+    for part in name.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return default
+        value = value[part]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRules:
+    """How the claims of tokens the application already issues become an identity
+    (``--jwt-claim``, ``--role-claim``, ``--role-channels``, ``--role-publish``).
+
+    ``names`` maps a claim the hub reads (one of :data:`~tidings.identity.HUB_CLAIMS`)
+    to the token claim it is read from; a hub claim that is mapped is read only from
+    there. ``role_channels`` and ``role_publish`` map a role to the channel patterns it
+    grants: they are added to the token's own ``channels`` and ``publish``, and tenant
+    confinement still applies to all of them.
+    """
+
+    names: Mapping[str, str] = field(default_factory=dict)
+    role_claim: str = "role"
+    role_channels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    role_publish: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for hub, name in self.names.items():
+            if hub not in HUB_CLAIMS:
+                raise ValueError(f"{hub!r} is not a claim the hub reads: {', '.join(HUB_CLAIMS)}")
+            if not name:
+                raise ValueError(f"the claim {hub!r} is read from is empty")
+
+    def hub_view(self, claims: Mapping[str, Any]) -> dict[str, Any]:
+        """``claims`` under the hub's names: each mapped hub claim read from its claim."""
+        view = dict(claims)
+        for hub, name in self.names.items():
+            value = claim_value(claims, name)
+            if value is _ABSENT:
+                view.pop(hub, None)
+            else:
+                view[hub] = value
+        return view
+
+    def described(self, hub: str) -> str:
+        """How an error names hub claim ``hub``: ``'username' (read as sub)``."""
+        name = self.names.get(hub)
+        return f"{hub!r}" if name is None else f"{name!r} (read as {hub})"
+
+    def roles(self, claims: Mapping[str, Any]) -> tuple[str, ...]:
+        """The roles ``claims`` give, if roles grant anything here (else none are read)."""
+        if not (self.role_channels or self.role_publish):
+            return ()
+        value = claim_value(claims, self.role_claim)
+        if value is _ABSENT or value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise Unauthorized(
+            f"claim {self.role_claim!r} must be a role or a list of roles", code="invalid_token"
+        )
+
+
+#: Tokens made for the hub: every claim under its own name, no roles.
+PLAIN_CLAIMS = ClaimRules()
+
+
+def _patterns(view: Mapping[str, Any], name: str, rules: ClaimRules) -> tuple[str, ...]:
+    value = view.get(name, ())
     if isinstance(value, str):
         value = (value,)
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise Unauthorized(
-            f"claim {name!r} must be a list of channel patterns", code="invalid_token"
+            f"claim {rules.described(name)} must be a list of channel patterns",
+            code="invalid_token",
         )
     return tuple(value)
 
 
-def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
-    """Build an identity from verified claims (SPEC §6)."""
-    sub = claims.get("sub")
+def _granted(
+    own: tuple[str, ...], roles: tuple[str, ...], grants: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    patterns = list(own)
+    for role in roles:
+        patterns.extend(p for p in grants.get(role, ()) if p not in patterns)
+    return tuple(patterns)
+
+
+def identity_from_claims(claims: Mapping[str, Any], rules: ClaimRules = PLAIN_CLAIMS) -> Identity:
+    """Build an identity from verified claims (SPEC §6), read as ``rules`` say (§8)."""
+    view = rules.hub_view(claims)
+    sub = view.get("sub")
     if not isinstance(sub, str) or not sub:
-        raise Unauthorized("the token has no subject (sub)", code="invalid_token")
-    tenant = claims.get("tenant")
+        raise Unauthorized(
+            f"the token has no subject ({rules.described('sub')})", code="invalid_token"
+        )
+    tenant = view.get("tenant")
     if tenant is not None and (not isinstance(tenant, str) or not tenant):
-        raise Unauthorized("claim 'tenant' must be a non-empty string", code="invalid_token")
+        raise Unauthorized(
+            f"claim {rules.described('tenant')} must be a non-empty string", code="invalid_token"
+        )
     if tenant is not None and _TENANT_RE.fullmatch(tenant) is None:
         # No "/": tenant "acme/evil" would own channels under "tenant:acme/".
         raise Unauthorized(
-            "claim 'tenant' must be 1-64 letters, digits, _ - . : @ =", code="invalid_token"
+            f"claim {rules.described('tenant')} must be 1-64 letters, digits, _ - . : @ =",
+            code="invalid_token",
         )
-    exp = claims.get("exp")
-    jti = claims.get("jti")
+    roles = rules.roles(claims)
+    exp = view.get("exp")
+    jti = view.get("jti")
     return Identity(
         client_id=sub,
         tenant=tenant,
-        admin=claims.get("admin") is True,
-        subscribe=_patterns(claims, "channels"),
-        publish=_patterns(claims, "publish"),
+        admin=view.get("admin") is True,
+        subscribe=_granted(_patterns(view, "channels", rules), roles, rules.role_channels),
+        publish=_granted(_patterns(view, "publish", rules), roles, rules.role_publish),
         expires_at=float(exp) if isinstance(exp, int | float) else None,
         token_id=jti if isinstance(jti, str) else None,
-        issued_at=float(claims["iat"]) if isinstance(claims.get("iat"), int | float) else None,
+        issued_at=float(view["iat"]) if isinstance(view.get("iat"), int | float) else None,
         claims=dict(claims),
     )
 
@@ -76,6 +181,7 @@ class TokenVerifier:
         audience: str | None = None,
         issuer: str | None = None,
         leeway: float = 0.0,
+        rules: ClaimRules = PLAIN_CLAIMS,
     ) -> None:
         if not (secret or public_key or jwks):
             raise ValueError("a TokenVerifier needs a secret, a public key or a JWKS")
@@ -85,6 +191,7 @@ class TokenVerifier:
         self.audience = audience
         self.issuer = issuer
         self.leeway = leeway
+        self.rules = rules
 
     @classmethod
     def from_files(
@@ -96,6 +203,7 @@ class TokenVerifier:
         audience: str | None = None,
         issuer: str | None = None,
         leeway: float = 0.0,
+        rules: ClaimRules = PLAIN_CLAIMS,
     ) -> TokenVerifier:
         import orjson
 
@@ -108,6 +216,7 @@ class TokenVerifier:
             audience=audience,
             issuer=issuer,
             leeway=leeway,
+            rules=rules,
         )
 
     def _key_for(self, token: str) -> tuple[Any, list[str]]:
@@ -145,7 +254,13 @@ class TokenVerifier:
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway,
-                options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
+                # `sub` may be read from another claim: identity_from_claims requires it.
+                options={
+                    "require": ["exp"],
+                    "verify_aud": self.audience is not None,
+                    # A token whose subject is elsewhere may use `sub` for anything.
+                    "verify_sub": "sub" not in self.rules.names,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", code="token_expired") from None
@@ -163,7 +278,7 @@ class TokenVerifier:
             raise Unauthorized("the token is not valid", code="invalid_token") from None
         if now is not None and self.valid_until(float(claims["exp"])) <= now:
             raise Unauthorized("the token has expired", code="token_expired")
-        return identity_from_claims(claims)
+        return identity_from_claims(claims, self.rules)
 
     def valid_until(self, expires_at: float) -> float:
         """When a token that expires at ``expires_at`` stops being accepted: the one rule
