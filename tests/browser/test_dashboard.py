@@ -169,3 +169,33 @@ def test_pages_load_without_the_internet_and_without_console_errors(
         assert errors == []
     finally:
         context.close()
+
+
+def test_pending_schedules_are_listed_and_cancelled(browser: Any, served_hub: ServedHub) -> None:
+    from playwright.sync_api import expect
+
+    for key in ("expiry:guest", "expiry:lobby"):
+        answer = httpx.post(
+            f"{served_hub.url}api/v1/publish",
+            json={
+                "channel": "network:x",
+                "type": "network_expiring",
+                "data": 1,
+                "delay_s": 3600,
+                "key": key,
+            },
+        )
+        assert answer.status_code == 202
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(served_hub.url)
+        rows = page.locator("#scheduled-table tbody tr")
+        expect(rows).to_have_count(2, timeout=10_000)
+        expect(rows.first).to_contain_text("network_expiring")
+        page.get_by_role("button", name="Cancel expiry:guest").click()
+        expect(rows).to_have_count(1, timeout=5_000)
+        expect(page.locator("#scheduled-note")).to_contain_text("cancelled expiry:guest")
+        listed = httpx.get(f"{served_hub.url}api/v1/scheduled").json()["scheduled"]
+        assert [s["key"] for s in listed] == ["expiry:lobby"]
+    finally:
+        page.close()
