@@ -15,6 +15,7 @@ from tidings.backends.base import (
     NewEvent,
     Presence,
     PresenceEntry,
+    Records,
     Schedules,
     Store,
     StoreLimits,
@@ -29,6 +30,7 @@ __all__ = [
     "StoreLimits",
     "broker_from_url",
     "presence_from_url",
+    "records_for",
     "redact_url",
     "schedules_for",
     "store_from_url",
@@ -97,6 +99,25 @@ def schedules_for(store: Store) -> Schedules:
     from tidings.backends.memory_schedules import MemorySchedules
 
     return MemorySchedules()
+
+
+def records_for(store: Store) -> Records:
+    """Where webhook endpoints and their outbox are kept: beside ``store``'s history, so
+    they are exactly as durable (and as shared between nodes) as it is."""
+    from tidings.backends.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        from tidings.backends.sqlite_records import SQLiteRecords
+
+        return SQLiteRecords(store)
+    if type(store).__name__ == "RedisStore":
+        from tidings.backends.redis_records import RedisRecords
+
+        return RedisRecords(store)  # type: ignore[arg-type]
+    # Memory (or a store of the application's own): kept in this process.
+    from tidings.backends.memory_records import MemoryRecords
+
+    return MemoryRecords()
 
 
 def broker_from_url(url: str, store: Store) -> Broker:

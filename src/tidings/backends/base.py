@@ -24,11 +24,13 @@ __all__ = [
     "NewEvent",
     "Presence",
     "PresenceEntry",
+    "Records",
     "ResyncSink",
     "Schedules",
     "Store",
     "StoreLimits",
     "backend_failure",
+    "records_full",
     "schedules_full",
     "unavailable_store",
 ]
@@ -140,6 +142,63 @@ class Schedules(Protocol):
     async def count(self) -> int: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Records(Protocol):
+    """Small records in namespaces, each optionally *ready* at a time and then claimable
+    under a lease: what the webhook outbox and its endpoints are kept in, beside the
+    store's history (so as durable, and as shared between nodes, as it is).
+
+    Contract (checked by ``tests/contract``):
+
+    * :meth:`put` keeps ``record`` under ``(namespace, key)``, replacing it, with
+      ``ready`` (a time, or ``None``: never claimable). With ``if_absent`` an existing
+      record is left as it is and ``False`` returned. With ``limit``, a new key in a
+      namespace that already holds ``limit`` ready records is refused with
+      :class:`~tidings.errors.LimitExceeded`.
+    * :meth:`get` returns a record; :meth:`delete` removes one (``True`` if it was
+      there); :meth:`drop` removes a whole namespace.
+    * :meth:`newest` returns a namespace's records by key, greatest first, at most
+      ``limit``.
+    * :meth:`claim` returns the records of a namespace whose ready time has come,
+      earliest first, at most ``limit``, and moves their ready time to ``now + lease``:
+      no other claim, on any node, returns them until then.
+    * :meth:`ready_count` is the number of records with a ready time in a namespace.
+    * :meth:`close` is idempotent.
+    """
+
+    async def put(
+        self,
+        namespace: str,
+        key: str,
+        record: bytes,
+        *,
+        ready: float | None,
+        if_absent: bool = False,
+        limit: int | None = None,
+    ) -> bool: ...
+
+    async def get(self, namespace: str, key: str) -> bytes | None: ...
+
+    async def delete(self, namespace: str, key: str) -> bool: ...
+
+    async def drop(self, namespace: str) -> None: ...
+
+    async def newest(self, namespace: str, *, limit: int = 1000) -> list[bytes]: ...
+
+    async def claim(
+        self, namespace: str, now: float, *, lease: float, limit: int
+    ) -> list[bytes]: ...
+
+    async def ready_count(self, namespace: str) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def records_full(limit: int) -> LimitExceeded:
+    """The refusal of :meth:`Records.put` when a namespace holds ``limit`` ready records."""
+    return LimitExceeded(f"{limit} records are already waiting", code="queue_full")
 
 
 def schedules_full(limit: int) -> LimitExceeded:

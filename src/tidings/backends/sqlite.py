@@ -77,6 +77,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX schedules_by_ready ON schedules (ready)",
         "CREATE INDEX schedules_by_channel ON schedules (channel, at)",
     ),
+    (
+        # Records in namespaces (tidings.backends.sqlite_records): webhook endpoints and
+        # their delivery outbox. ``ready`` is NULL for a record nobody claims.
+        "CREATE TABLE records ("
+        " namespace TEXT NOT NULL, key TEXT NOT NULL, ready REAL, record BLOB NOT NULL,"
+        " PRIMARY KEY (namespace, key)) WITHOUT ROWID",
+        "CREATE INDEX records_by_ready ON records (namespace, ready) WHERE ready IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
