@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from tidings.errors import BadRequest
+from tidings.signing import secret_key
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "unknown_variables"]
 
@@ -73,6 +74,19 @@ class Settings(BaseModel):
     connect_hook_timeout: float = Field(
         2.0, gt=0, description="seconds to wait for the connect hook"
     )
+    command_url: str | None = Field(
+        None, description="URL that commands without an in-process handler are POSTed to"
+    )
+    command_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "signs forwarded commands (Standard Webhooks): `whsec_<base64>`, "
+            "or any string used as its bytes"
+        ),
+    )
+    command_timeout: float = Field(
+        10.0, gt=0, description="seconds to wait for the application's answer to a command"
+    )
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description="API keys (full access), NAME=KEY"
     )
@@ -122,6 +136,13 @@ class Settings(BaseModel):
         value = value.lower()
         if value not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError("log_level must be critical, error, warning, info or debug")
+        return value
+
+    @field_validator("command_secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret_key(value.get_secret_value())  # a bad whsec_ raises without the value
         return value
 
     @property

@@ -30,9 +30,7 @@ def _patterns(claims: Mapping[str, Any], name: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = (value,)
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise Unauthorized(
-            f"claim {name!r} must be a list of channel patterns", code="invalid_token"
-        )
+        raise Unauthorized(f"claim {name!r} must be a list of patterns", code="invalid_token")
     return tuple(value)
 
 
@@ -57,6 +55,7 @@ def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
         admin=claims.get("admin") is True,
         subscribe=_patterns(claims, "channels"),
         publish=_patterns(claims, "publish"),
+        commands=_patterns(claims, "commands"),
         expires_at=float(exp) if isinstance(exp, int | float) else None,
         token_id=jti if isinstance(jti, str) else None,
         issued_at=float(claims["iat"]) if isinstance(claims.get("iat"), int | float) else None,
@@ -179,6 +178,7 @@ def mint_token(
     ttl: float = 3600,
     channels: Iterable[str] = (),
     publish: Iterable[str] = (),
+    commands: Iterable[str] = (),
     tenant: str | None = None,
     admin: bool = False,
     jti: str | None = None,
@@ -196,6 +196,8 @@ def mint_token(
         "channels": list(channels),
         "publish": list(publish),
     }
+    if commands:
+        claims["commands"] = list(commands)
     if tenant is not None:
         claims["tenant"] = tenant
     if admin:
