@@ -187,9 +187,11 @@ class HttpForwarder:
 class Commands:
     """The commands of one hub: in-process handlers first, then the forwarder."""
 
-    def __init__(self, forwarder: Forwarder | None = None) -> None:
+    def __init__(self, forwarder: Forwarder | None = None, *, timeout: float = 10.0) -> None:
         self.handlers: dict[str, CommandHandler] = {}
         self.forwarder = forwarder
+        #: Seconds an in-process handler may take (the forwarder bounds its own calls).
+        self.timeout = timeout
 
     def register(self, name: str, handler: CommandHandler) -> None:
         self.handlers[name] = handler
@@ -207,9 +209,15 @@ class Commands:
         handler = self.handlers.get(call.name)
         if handler is not None:
             try:
-                return await handler(call.identity, call.args)
+                async with asyncio.timeout(self.timeout):
+                    return await handler(call.identity, call.args)
             except TidingsError:
                 raise
+            except TimeoutError:
+                log.warning("command %r: no answer within %.1fs", call.name[:100], self.timeout)
+                raise CommandTimeout(
+                    f"the command did not finish within {self.timeout:g} s"
+                ) from None
             except Exception:
                 log.exception(
                     "command %r failed",
@@ -230,4 +238,4 @@ class Commands:
 def commands_from_settings(url: str | None, secret: str | None, timeout: float) -> Commands:
     """The commands of a hub configured with ``command_url`` (or none)."""
     forwarder = HttpForwarder(url, secret=secret, timeout=timeout) if url else None
-    return Commands(forwarder)
+    return Commands(forwarder, timeout=timeout)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 import pytest
 
 from tidings.commands import CommandCall, Commands, forward_body, read_reply
-from tidings.errors import CommandFailed, Forbidden, NotFound, TidingsError
+from tidings.errors import CommandFailed, CommandTimeout, Forbidden, NotFound, TidingsError
 from tidings.identity import ANONYMOUS, Identity
 
 OPERATOR = Identity(client_id="op", tenant="acme", commands=("job.*",))
@@ -72,6 +73,20 @@ async def test_handler_errors() -> None:
         await commands.run(CommandCall("job.refuse", OPERATOR, request_id=3))
     assert (refused.value.code, refused.value.message) == ("job_busy", "job is running")
     assert refused.value.request_id == 3
+
+
+async def test_an_in_process_handler_is_bounded_by_the_timeout() -> None:
+    started = asyncio.Event()
+
+    async def stuck(identity: Identity, args: dict[str, Any]) -> Any:
+        started.set()
+        await asyncio.Event().wait()
+
+    commands = Commands(timeout=0.05)
+    commands.register("job.stuck", stuck)
+    with pytest.raises(CommandTimeout) as caught:
+        await commands.run(CommandCall("job.stuck", OPERATOR, request_id=9))
+    assert started.is_set() and caught.value.status == 504 and caught.value.request_id == 9
 
 
 def test_the_forwarded_body() -> None:
