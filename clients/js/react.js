@@ -1,9 +1,9 @@
-// useTidings: a React hook over tidings.js. Each mounted hook owns one client (or uses the
-// one passed as `options.client`) and closes it on unmount, so no connection outlives
-// the component.
-import { useEffect, useRef, useState } from "react";
+// useTidings and useCommand: React hooks over tidings.js. Each mounted hook owns one client
+// (or uses the one passed as `options.client`) and closes it on unmount, so no connection
+// outlives the component.
+import { useCallback, useEffect, useRef, useState } from "react";
 
-import { TidingsClient } from "./tidings.js";
+import { TidingsClient, TidingsError } from "./tidings.js";
 
 export function useTidings(channel, handler, options = {}) {
   const [state, setState] = useState({ status: channel ? "connecting" : "idle", error: null });
@@ -55,6 +55,58 @@ export function useTidings(channel, handler, options = {}) {
   }, [channel, key, sharedClient]);
 
   return state;
+}
+
+/**
+ * `[run, {pending, error, result}]` for the application command `name`: `run(args)` sends
+ * it and resolves to its result (or rejects with the TidingsError also put in `error`).
+ * Only the latest call's outcome lands in the state.
+ */
+export function useCommand(name, options = {}) {
+  const [state, setState] = useState({ pending: false, error: null, result: undefined });
+  const { client: sharedClient, timeout, ...clientOptions } = options;
+  const key = JSON.stringify([clientOptions.url ? String(clientOptions.url) : null, clientOptions.transport, clientOptions.token]);
+  const optionsRef = useRef(clientOptions);
+  optionsRef.current = clientOptions;
+  const clientRef = useRef(null);
+  const latest = useRef(0);
+  const mounted = useRef(false);
+
+  useEffect(() => {
+    mounted.current = true;
+    // An own client opens no stream: with nothing subscribed, commands go over HTTP.
+    const client = sharedClient ?? new TidingsClient(optionsRef.current);
+    clientRef.current = client;
+    return () => {
+      mounted.current = false;
+      clientRef.current = null;
+      if (!sharedClient) client.close();
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [key, sharedClient]);
+
+  const run = useCallback(
+    async (args) => {
+      const client = clientRef.current;
+      if (!client) throw new TidingsError("closed", "tidings: useCommand is not mounted");
+      const call = ++latest.current;
+      const settle = (next) => {
+        if (mounted.current && call === latest.current) setState(next);
+      };
+      settle({ pending: true, error: null, result: undefined });
+      try {
+        const result = await client.command(name, args, { timeout });
+        settle({ pending: false, error: null, result });
+        return result;
+      } catch (error) {
+        settle({ pending: false, error, result: undefined });
+        throw error;
+      }
+    },
+    [name, timeout],
+  );
+
+  return [run, state];
 }
 
 export default useTidings;

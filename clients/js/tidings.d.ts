@@ -108,6 +108,11 @@ export interface PublishOptions {
   idempotencyKey?: string;
 }
 
+export interface CommandOptions {
+  /** Milliseconds to wait for the answer; then the promise rejects with code `timeout`. */
+  timeout?: number;
+}
+
 export type Unsubscribe = () => void;
 export type EventHandler<T = unknown> = (event: TidingsEvent<T>) => void;
 
@@ -145,6 +150,13 @@ export class TidingsClient {
   onError(handler: (error: TidingsError | Error) => void): Unsubscribe;
   connect(): this;
   publish<T = unknown>(channel: string, data: T, options?: PublishOptions): Promise<TidingsEvent<T>>;
+  /**
+   * Run the application's command `name` (over the open socket, else `POST api/v1/commands`);
+   * resolves to its result. Rejects with a TidingsError: the hub's code (`forbidden`,
+   * `unknown_command`, `command_failed`, `command_timeout`, `command_unavailable`, …),
+   * `timeout`, or `disconnected` / `closed` when the connection ends first.
+   */
+  command<R = unknown, A = Record<string, unknown>>(name: string, args?: A, options?: CommandOptions): Promise<R>;
   close(): void;
 }
 

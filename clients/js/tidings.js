@@ -7,6 +7,8 @@
 // Wire protocols: docs/protocol.md. In short:
 //   * WebSocket: one socket, `subscribe` per channel with `since` = the last event id seen
 //     on that channel (or the `position` of `subscribed` / `reset`).
+//   * Commands: the `command` message over an open socket; otherwise (SSE, or while the
+//     socket is not open yet) `POST api/v1/commands` with the same credential.
 //   * SSE: read with fetch (not EventSource) so that the client sees every frame's `id:`,
 //     can send an Authorization header, and controls its own backoff; resumes with the
 //     stream's last cursor as `last_event_id`.
@@ -152,6 +154,7 @@ export class TidingsClient {
     this._closed = false;
     this._requestId = 0;
     this._pending = new Map(); // request id -> {resolve, reject}
+    this._httpCommands = new Set(); // AbortControllers of commands sent over HTTP
     this._sseCursor = null; // raw cursor of the last SSE stream
     this._sseCursorKey = null; // the channel set it belongs to
     this._connectScheduled = false;
@@ -236,6 +239,47 @@ export class TidingsClient {
     return this._api("api/v1/publish", { method: "POST", body });
   }
 
+  /**
+   * Run the application's command `name`; resolves to its result. Rejects with a
+   * TidingsError whose `code` is the hub's (`forbidden`, `unknown_command`,
+   * `command_failed`, …), `timeout` after `options.timeout` ms, or `disconnected` /
+   * `closed` when the connection it was sent over ends first.
+   */
+  command(name, args = {}, options = {}) {
+    if (typeof name !== "string" || !name) return Promise.reject(new TypeError("tidings: a command needs a name"));
+    if (this._closed) return Promise.reject(new TidingsError("closed", "tidings: the client is closed"));
+    const conn = this._conn;
+    let cancel;
+    let answer;
+    if (conn?.kind === "websocket" && conn.ready) {
+      const [id, reply] = this._send({ type: "command", name, args: args ?? {} }, conn);
+      answer = reply.then((message) => message.data);
+      cancel = () => this._pending.delete(id);
+    } else {
+      const controller = new AbortController();
+      answer = this._httpCommand(name, args ?? {}, controller);
+      cancel = () => controller.abort(new TidingsError("timeout", "tidings: the command timed out"));
+    }
+    const timeout = options.timeout;
+    if (!timeout) return answer;
+    return new Promise((resolve, reject) => {
+      const timer = this._setTimeout(() => {
+        cancel();
+        reject(new TidingsError("timeout", `tidings: no answer to command ${JSON.stringify(name)} within ${timeout} ms`));
+      }, timeout);
+      answer.then(
+        (result) => {
+          this._clearTimeout(timer);
+          resolve(result);
+        },
+        (error) => {
+          this._clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
   /** Stop for good: close the connection, cancel timers, reject pending requests. */
   close() {
     if (this._closed) return;
@@ -247,6 +291,8 @@ export class TidingsClient {
     this._conn = null;
     if (conn) conn.close();
     this._failPending(new TidingsError("closed", "tidings: the client was closed"));
+    for (const controller of this._httpCommands) controller.abort(new TidingsError("closed", "tidings: the client was closed"));
+    this._httpCommands.clear();
     this._setStatus("closed", { reason: "client" });
   }
 
@@ -643,8 +689,13 @@ export class TidingsClient {
   }
 
   _request(message, conn = this._conn) {
+    return this._send(message, conn)[1];
+  }
+
+  /** Send `message` with a fresh id; the id, and a promise of the reply carrying it. */
+  _send(message, conn) {
     const id = `r${++this._requestId}`;
-    return new Promise((resolve, reject) => {
+    const reply = new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject });
       try {
         conn.send({ ...message, id });
@@ -653,11 +704,31 @@ export class TidingsClient {
         reject(error);
       }
     });
+    return [id, reply];
   }
 
   // ---- HTTP -------------------------------------------------------------------------
 
-  async _api(path, { method = "GET", body } = {}) {
+  async _httpCommand(name, args, controller) {
+    const body = { name, args };
+    if (this.connectionId) body.connection_id = this.connectionId;
+    this._httpCommands.add(controller);
+    try {
+      const answer = await this._api("api/v1/commands", { method: "POST", body, signal: controller.signal });
+      return answer.result;
+    } catch (error) {
+      if (controller.signal.aborted) {
+        const reason = controller.signal.reason;
+        throw reason instanceof TidingsError ? reason : new TidingsError("aborted", "tidings: the command was abandoned");
+      }
+      if (error instanceof TidingsError) throw error;
+      throw new TidingsError("unreachable", `tidings: the hub cannot be reached (${error?.message ?? error})`);
+    } finally {
+      this._httpCommands.delete(controller);
+    }
+  }
+
+  async _api(path, { method = "GET", body, signal } = {}) {
     if (!this._fetch) throw new Error("no fetch implementation: pass options.fetch");
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -667,6 +738,7 @@ export class TidingsClient {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
     });
     const payload = await response.json().catch(() => null);
     if (!response.ok) {

@@ -126,6 +126,10 @@ def token(
     publish: Annotated[
         list[str] | None, typer.Option("--publish", help="Pattern it may publish to.")
     ] = None,
+    commands: Annotated[
+        list[str] | None,
+        typer.Option("--commands", help="Pattern of the commands it may run.", metavar="PATTERN"),
+    ] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant it belongs to.")] = None,
     admin: Annotated[
         bool, typer.Option("--admin", help="May use the admin APIs.", metavar="")
@@ -163,6 +167,7 @@ def token(
                 ttl=parse_ttl(ttl),
                 channels=channel or (),
                 publish=publish or (),
+                commands=commands or (),
                 tenant=tenant,
                 admin=admin,
                 extra=extra,

@@ -18,11 +18,15 @@ contain secrets, tokens or stack traces.
     │   └── UnsupportedMediaType      415 unsupported_media_type
     ├── TooLarge                      413 too_large (event_too_large, body_too_large, …)
     ├── Unauthorized                  401 unauthorized
+    │   └── InvalidSignature          401 invalid_signature (a Standard Webhooks signature)
     ├── Forbidden                     403 forbidden
-    ├── NotFound                      404 not_found
+    ├── NotFound                      404 not_found (unknown_command, …)
     ├── LimitExceeded                 429 limit_exceeded (rate_limited, too_many_…)
     ├── Unavailable                   503 unavailable (broker or store down)
-    │   └── BackendError              503 unavailable; its message is for logs, not clients
+    │   ├── BackendError              503 unavailable; its message is for logs, not clients
+    │   └── CommandUnavailable        503 command_unavailable (the command URL unreachable)
+    ├── CommandFailed                 502 command_failed (a handler or the application failed)
+    ├── CommandTimeout                504 command_timeout (the application did not answer)
     └── IllegalTransition             500 — a bug: a session asked for a move its state forbids
 """
 
@@ -33,12 +37,16 @@ from typing import Any
 __all__ = [
     "BackendError",
     "BadRequest",
+    "CommandFailed",
+    "CommandTimeout",
+    "CommandUnavailable",
     "Forbidden",
     "HandshakeError",
     "IllegalTransition",
     "InvalidChannel",
     "InvalidEvent",
     "InvalidJSON",
+    "InvalidSignature",
     "LimitExceeded",
     "NotFound",
     "ProtocolError",
@@ -151,6 +159,12 @@ class Unauthorized(TidingsError):
     code = "unauthorized"
 
 
+class InvalidSignature(Unauthorized):
+    """A signed request (Standard Webhooks) whose signature or timestamp does not hold."""
+
+    code = "invalid_signature"
+
+
 class Forbidden(TidingsError):
     """A valid credential that does not allow this."""
 
@@ -184,6 +198,26 @@ class BackendError(Unavailable):
     database, …). Clients get a plain 503 ``unavailable``: the message names files and
     servers, so it is written to the logs only (see
     :func:`tidings.backends.base.backend_failure`)."""
+
+
+class CommandUnavailable(Unavailable):
+    """The application's command URL cannot be reached (refused, DNS, reset)."""
+
+    code = "command_unavailable"
+
+
+class CommandFailed(TidingsError):
+    """A command handler raised, or the application answered with an error."""
+
+    status = 502
+    code = "command_failed"
+
+
+class CommandTimeout(TidingsError):
+    """The application did not answer a command within ``command_timeout``."""
+
+    status = 504
+    code = "command_timeout"
 
 
 class IllegalTransition(TidingsError):

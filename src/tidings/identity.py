@@ -24,6 +24,8 @@ class Identity:
     admin: bool = False
     subscribe: tuple[str, ...] | None = None
     publish: tuple[str, ...] | None = None
+    #: Patterns of the commands the client may run (claim ``commands``); admins run any.
+    commands: tuple[str, ...] | None = None
     #: Unix time at which the credential expires, if it does.
     expires_at: float | None = None
     token_id: str | None = None
@@ -49,6 +51,13 @@ class Identity:
             return False
         patterns = self.publish
         return patterns is None or any(channel_matches(channel, p) for p in patterns)
+
+    def may_command(self, name: str) -> bool:
+        # Command names are not channels: no tenant prefix applies to them.
+        if self.admin:
+            return True
+        patterns = self.commands
+        return patterns is None or any(channel_matches(name, p) for p in patterns)
 
 
 #: The identity of every request in open mode: anyone may do anything.

@@ -32,6 +32,7 @@ from tidings.backends.base import (
     StoreLimits,
     backend_failure,
 )
+from tidings.commands import CommandCall, CommandHandler, commands_from_settings
 from tidings.connection import Connection, Transport
 from tidings.core.channels import personal_channel, validate_channel, validate_type
 from tidings.core.events import Event, now_timestamp
@@ -41,6 +42,7 @@ from tidings.core.scheduled import Scheduled, due_time, new_key, new_version, va
 from tidings.core.session import Wire
 from tidings.errors import (
     BadRequest,
+    Forbidden,
     InvalidEvent,
     NotFound,
     TidingsError,
@@ -63,7 +65,6 @@ __all__ = ["CommandHandler", "Node", "Publication"]
 
 log = logging.getLogger("tidings.hub")
 
-CommandHandler = Callable[[Identity, dict[str, Any]], Awaitable[Any]]
 ConnectionCallback = Callable[[Connection], Awaitable[None] | None]
 
 #: How long a client-level revocation is kept when the tokens' expiry is unknown.
@@ -123,7 +124,13 @@ class Node:
         self.presence_tracker = PresenceTracker(
             presence or presence_from_url(self.settings.broker), self.fanout
         )
-        self._commands: dict[str, CommandHandler] = {}
+        secret = self.settings.command_secret
+        #: In-process command handlers, and the application's command URL.
+        self.commands = commands_from_settings(
+            self.settings.command_url,
+            secret.get_secret_value() if secret is not None else None,
+            self.settings.command_timeout,
+        )
         self.gate = Gate(self.settings)
         self._on_connect: list[ConnectionCallback] = []
         self._on_disconnect: list[ConnectionCallback] = []
@@ -205,6 +212,7 @@ class Node:
         await self.nowait.stop()
         await self._targeting.aclose()
         await self.gate.aclose()
+        await self.commands.aclose()
         await self.fanout.close()
         await self.presence_tracker.stop()
         await self.broker.close()
@@ -689,13 +697,33 @@ class Node:
         """Register an async command handler: ``@hub.command("job.cancel")``."""
 
         def register(handler: CommandHandler) -> CommandHandler:
-            self._commands[name] = handler
+            self.commands.register(name, handler)
             return handler
 
         return register
 
     def command_handler(self, name: str) -> CommandHandler | None:
-        return self._commands.get(name)
+        return self.commands.handlers.get(name)
+
+    def claimed_connection(self, identity: Identity, connection_id: str | None) -> str | None:
+        """The connection a plain HTTP caller says is its own, refused when it is a
+        connection of this node with another client. Another node's connection cannot
+        be checked here: the application should trust ``client_id``, not this id."""
+        if connection_id is None:
+            return None
+        connection = self.connections.get(connection_id)
+        if (
+            connection is not None
+            and not identity.admin
+            and connection.identity.client_id != identity.client_id
+        ):
+            raise Forbidden("that connection belongs to another client", code="connection_mismatch")
+        return connection_id
+
+    async def run_command(self, call: CommandCall) -> Any:
+        """Run a client's command (permission, handler or forwarding); see
+        :mod:`tidings.commands`."""
+        return await self.commands.run(call)
 
     # -- introspection ---------------------------------------------------------------------
 

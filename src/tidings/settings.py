@@ -27,6 +27,7 @@ from pydantic import (
 from tidings.core.routes import STREAM_ROUTES, StreamRoute, check_route
 from tidings.errors import BadRequest
 from tidings.identity import HUB_CLAIMS
+from tidings.signing import secret_key
 from tidings.targeting import check_template
 
 __all__ = [
@@ -147,6 +148,19 @@ class Settings(BaseModel):
         gt=0,
         description="seconds a client's server-side subscriptions wait for it to reconnect",
     )
+    command_url: str | None = Field(
+        None, description="URL that commands without an in-process handler are POSTed to"
+    )
+    command_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "signs forwarded commands (Standard Webhooks): `whsec_<base64>`, "
+            "or any string used as its bytes"
+        ),
+    )
+    command_timeout: float = Field(
+        10.0, gt=0, description="seconds to wait for the application's answer to a command"
+    )
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description="API keys (full access), NAME=KEY"
     )
@@ -238,6 +252,13 @@ class Settings(BaseModel):
         for role, patterns in value.items():
             if not role or not patterns or not all(patterns):
                 raise ValueError("roles are given as ROLE=PATTERN, neither empty")
+        return value
+
+    @field_validator("command_secret")
+    @classmethod
+    def _signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret_key(value.get_secret_value())  # a bad whsec_ raises without the value
         return value
 
     @property

@@ -406,6 +406,17 @@ def test_token_sets_audience_and_issuer_and_warns_once_on_a_short_secret() -> No
     assert long.returncode == 0 and long.stderr == ""
 
 
+def test_token_lists_the_commands_it_may_run() -> None:
+    import jwt
+
+    result = _tidings(
+        "token", "--sub", "op", "--commands", "job.*", "--commands", "ping", "--secret", "x" * 40
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
+    assert claims["commands"] == ["job.*", "ping"]
+
+
 def test_connection_rate_zero_means_no_limit() -> None:
     from tidings.settings import Settings
 

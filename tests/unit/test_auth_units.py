@@ -90,6 +90,20 @@ def test_hs256_token_becomes_an_identity() -> None:
     assert identity.claims["sub"] == "alice"
 
 
+def test_the_commands_claim_lists_the_commands_a_client_may_run() -> None:
+    verifier = TokenVerifier(secret=SECRET)
+    allowed = verifier.verify(mint_token(SECRET, sub="a", commands=["job.*", "ping"]))
+    assert allowed.commands == ("job.*", "ping")
+    assert allowed.may_command("job.cancel") and allowed.may_command("ping")
+    assert not allowed.may_command("admin.reset") and not allowed.may_command("pings")
+    # No claim: no command at all; an admin token runs any.
+    assert not verifier.verify(mint_token(SECRET, sub="b")).may_command("ping")
+    assert verifier.verify(mint_token(SECRET, sub="c", admin=True)).may_command("anything")
+    bad = jwt.encode(_claims(commands=[1]), SECRET, algorithm="HS256")
+    with pytest.raises(Unauthorized, match="'commands' must be a list of patterns"):
+        verifier.verify(bad)
+
+
 def test_admin_must_be_literally_true() -> None:
     token = jwt.encode(_claims(admin="yes"), SECRET, algorithm="HS256")
     assert TokenVerifier(secret=SECRET).verify(token).admin is False

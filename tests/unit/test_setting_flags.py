@@ -24,6 +24,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "store": ("memory://", "memory://"),
     "slow_consumer": ("drop", "drop"),
     "jwt_secret": ("a-secret-long-enough-for-hs256-0123456789", None),
+    "command_secret": ("whsec_c2VjcmV0LWtleS1ieXRlcw==", None),
+    "command_url": ("http://127.0.0.1:9/commands", "http://127.0.0.1:9/commands"),
     "jwt_public_key": ("key.pem", "key.pem"),
     "jwks_file": ("jwks.json", "jwks.json"),
     "jwt_audience": ("hub", "hub"),
@@ -92,7 +94,7 @@ def test_every_setting_has_a_working_flag_and_variable(name: str, served: list[S
     by_flag, by_env = served
     for settings in (by_flag, by_env):
         value = getattr(settings, name)
-        if name == "jwt_secret":
+        if name in {"jwt_secret", "command_secret"}:
             assert value.get_secret_value() == text
         elif name == "api_keys":
             assert value["ops"].get_secret_value() == "k3y"

@@ -17,10 +17,16 @@ export function freePort() {
   });
 }
 
-/** Start a hub; resolves once /health answers. `hub.stop()` ends it. */
-export async function startHub({ port, args = [] } = {}) {
+/**
+ * Start a hub; resolves once /health answers. `hub.stop()` ends it. `command` starts
+ * `[python, ...command, port]` instead of `tidings serve` (a script that builds its own hub).
+ */
+export async function startHub({ port, args = [], command = null } = {}) {
   port = port ?? (await freePort());
-  const child = spawn(PYTHON, ["-m", "tidings", "serve", "--port", String(port), "--log-level", "warning", ...args], {
+  const argv = command
+    ? [...command, String(port), ...args]
+    : ["-m", "tidings", "serve", "--port", String(port), "--log-level", "warning", ...args];
+  const child = spawn(PYTHON, argv, {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";

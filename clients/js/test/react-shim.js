@@ -2,4 +2,4 @@
 // window.React; an import map points "react" here, so react.js runs without a bundler.
 const React = window.React;
 export default React;
-export const { useEffect, useRef, useState, createElement } = React;
+export const { useCallback, useEffect, useRef, useState, createElement } = React;

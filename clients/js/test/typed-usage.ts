@@ -1,6 +1,6 @@
 // Compiled by `tsc --noEmit -p clients/js` only: the type definitions accept real usage.
-import TidingsClient, { backoffDelay, createClient, refreshDelay, tokenExpiry, type StatusChange, type TidingsEvent, type TokenSource } from "tidings-client";
-import { useTidings } from "tidings-client/react";
+import TidingsClient, { TidingsError, backoffDelay, createClient, refreshDelay, tokenExpiry, type StatusChange, type TidingsEvent, type TokenSource } from "tidings-client";
+import { useCommand, useTidings } from "tidings-client/react";
 
 interface Alert {
   host: string;
@@ -23,6 +23,17 @@ async function send(): Promise<string> {
   const event = await client.publish<Alert>("alerts", { host: "db2" }, { type: "disk_full" });
   return event.data.host;
 }
+async function cancel(): Promise<boolean> {
+  const answer = await client.command<{ cancelled: boolean }, { job_id: string }>("job.cancel", { job_id: "j1" }, { timeout: 5000 });
+  await client.command("job.ping");
+  try {
+    await client.command("job.cancel", { job_id: "j2" });
+  } catch (error) {
+    if (error instanceof TidingsError && error.code === "timeout") return false;
+  }
+  return answer.cancelled;
+}
+void cancel();
 stop();
 other.close();
 void send();
@@ -46,3 +57,10 @@ function Refreshing(): string {
   return status;
 }
 void [synchronous, due, Refreshing];
+function CancelButton(): string {
+  const [run, { pending, error, result }] = useCommand<{ cancelled: boolean }, { job_id: string }>("job.cancel", { timeout: 5000 });
+  void run({ job_id: "j1" }).then((answer) => answer.cancelled);
+  if (error) return `${error.message}`;
+  return pending ? "…" : String(result?.cancelled);
+}
+void CancelButton;

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "BatchPublishRequest",
     "ChannelList",
+    "CommandRequest",
+    "CommandResult",
     "ConnectionList",
     "EventOut",
     "EventsOut",
@@ -50,6 +52,31 @@ class PublishRequest(BaseModel):
     @property
     def scheduled(self) -> bool:
         return self.at is not None or self.delay_s is not None
+
+
+class CommandRequest(BaseModel):
+    """A command for the application: run by an in-process handler or forwarded to the
+    command URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1, max_length=200, description="the command's name", examples=["job.cancel"]
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="its arguments", examples=[{"job_id": "j1"}]
+    )
+    connection_id: str | None = Field(
+        None,
+        max_length=100,
+        description="the caller's stream, if it has one (its `connected` message names it)",
+    )
+
+
+class CommandResult(BaseModel):
+    """What the command answered."""
+
+    result: Any = Field(description="the handler's (or the application's) JSON answer")
 
 
 class BatchPublishRequest(BaseModel):

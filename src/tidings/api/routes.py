@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from tidings.api.models import (
@@ -13,6 +14,8 @@ from tidings.api.models import (
     ClientChannelRequest,
     ClientEventRequest,
     ClientsEventRequest,
+    CommandRequest,
+    CommandResult,
     ConnectionList,
     DisconnectRequest,
     EventsOut,
@@ -20,8 +23,9 @@ from tidings.api.models import (
     PresenceOut,
     ScheduledList,
 )
-from tidings.api.publish import publish_json, read_json
+from tidings.api.publish import publish_json, read_json, validation_error
 from tidings.auth.policy import authorize_subscribe, require_admin
+from tidings.commands import CommandCall
 from tidings.core.channels import validate_channel
 from tidings.core.request import client_ip, facts_from_scope
 from tidings.errors import Forbidden, NotFound
@@ -64,6 +68,17 @@ _PUBLISH_BODY = {
                     }
                 },
             },
+        }
+    },
+}
+
+
+_COMMAND_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/CommandRequest"},
+            "example": {"name": "job.cancel", "args": {"job_id": "j1"}},
         }
     },
 }
@@ -148,6 +163,36 @@ def build_router(hub: Node) -> APIRouter:
         if not await hub.cancel_scheduled(key):
             raise NotFound(f"nothing is scheduled under {key[:200]!r}", code="not_scheduled")
         return Response(status_code=204)
+
+    @router.post(
+        "/api/v1/commands",
+        response_model=CommandResult,
+        tags=["commands"],
+        summary="Run a command of the application (for SSE and plain HTTP clients)",
+        openapi_extra={"requestBody": _COMMAND_BODY},
+        responses={
+            400: {"description": "invalid JSON or fields"},
+            403: {"description": "the token's `commands` claim does not list this command"},
+            404: {"description": "`unknown_command`: no handler and no command URL"},
+            502: {"description": "`command_failed`: the handler or the application failed"},
+            503: {"description": "`command_unavailable`: the command URL cannot be reached"},
+            504: {"description": "`command_timeout`: the application did not answer in time"},
+        },
+    )
+    async def command(request: Request, identity: Identity = Depends(caller)) -> Response:
+        body = await read_json_body(request, settings.max_body_size)
+        try:
+            asked = CommandRequest.model_validate(body)
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        call = CommandCall(
+            asked.name,
+            identity,
+            asked.args,
+            connection_id=hub.claimed_connection(identity, asked.connection_id),
+            request_id=request.headers.get("x-request-id", "")[:200] or None,
+        )
+        return _json({"result": await hub.run_command(call)})
 
     @router.get(
         "/api/v1/channels/{channel:path}/history",

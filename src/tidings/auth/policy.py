@@ -8,7 +8,7 @@ from tidings.errors import Forbidden, LimitExceeded
 from tidings.identity import Identity
 from tidings.ratelimit import RateLimiter
 
-__all__ = ["authorize_publish", "authorize_subscribe", "require_admin"]
+__all__ = ["authorize_command", "authorize_publish", "authorize_subscribe", "require_admin"]
 
 
 def authorize_publish(
@@ -40,6 +40,18 @@ def authorize_subscribe(
     for channel in channels:
         if not identity.may_subscribe(channel):
             raise Forbidden(f"not allowed to subscribe to {channel!r}", request_id=request_id)
+
+
+def authorize_command(
+    identity: Identity, name: str, *, request_id: str | int | None = None
+) -> None:
+    """Refuse a command the identity's ``commands`` patterns do not list."""
+    if not identity.may_command(name):
+        raise Forbidden(
+            f"not allowed to run the command {name[:100]!r} "
+            "(the token's 'commands' claim does not list it)",
+            request_id=request_id,
+        )
 
 
 def require_admin(identity: Identity) -> None:

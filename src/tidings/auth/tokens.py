@@ -119,7 +119,7 @@ def _patterns(view: Mapping[str, Any], name: str, rules: ClaimRules) -> tuple[st
         value = (value,)
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise Unauthorized(
-            f"claim {rules.described(name)} must be a list of channel patterns",
+            f"claim {rules.described(name)} must be a list of patterns",
             code="invalid_token",
         )
     return tuple(value)
@@ -162,6 +162,7 @@ def identity_from_claims(claims: Mapping[str, Any], rules: ClaimRules = PLAIN_CL
         admin=view.get("admin") is True,
         subscribe=_granted(_patterns(view, "channels", rules), roles, rules.role_channels),
         publish=_granted(_patterns(view, "publish", rules), roles, rules.role_publish),
+        commands=_patterns(view, "commands", rules),
         expires_at=float(exp) if isinstance(exp, int | float) else None,
         token_id=jti if isinstance(jti, str) else None,
         issued_at=float(view["iat"]) if isinstance(view.get("iat"), int | float) else None,
@@ -294,6 +295,7 @@ def mint_token(
     ttl: float = 3600,
     channels: Iterable[str] = (),
     publish: Iterable[str] = (),
+    commands: Iterable[str] = (),
     tenant: str | None = None,
     admin: bool = False,
     jti: str | None = None,
@@ -311,6 +313,8 @@ def mint_token(
         "channels": list(channels),
         "publish": list(publish),
     }
+    if commands:
+        claims["commands"] = list(commands)
     if tenant is not None:
         claims["tenant"] = tenant
     if admin:

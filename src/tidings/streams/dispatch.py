@@ -6,22 +6,20 @@ their order relative to events and obey the same bounds.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from tidings.auth.policy import authorize_publish, authorize_subscribe
+from tidings.commands import CommandCall
 from tidings.connection import Connection
 from tidings.core import protocol
 from tidings.core.events import format_timestamp
 from tidings.core.request import client_ip
 from tidings.core.scheduled import validate_key
-from tidings.errors import BadRequest, Forbidden, NotFound, TidingsError, Unauthorized
+from tidings.errors import BadRequest, Forbidden, TidingsError, Unauthorized
 from tidings.node import Node
 
 __all__ = ["dispatch", "error_frame"]
-
-log = logging.getLogger("tidings.dispatch")
 
 
 def _now() -> str:
@@ -88,22 +86,8 @@ async def dispatch(hub: Node, connection: Connection, message: protocol.ClientMe
         case protocol.Refresh(token, rid):
             _refresh(hub, connection, token, rid)
         case protocol.Command(name, args, rid):
-            handler = hub.command_handler(name)
-            if handler is None:
-                raise NotFound(
-                    f"unknown command {name[:100]!r}", code="unknown_command", request_id=rid
-                )
-            try:
-                result = await handler(identity, args)
-            except TidingsError as exc:
-                exc.request_id = rid
-                raise
-            except Exception:
-                log.exception("command %r failed", name[:100], extra=connection.log_extra())
-                raise TidingsError(
-                    "the command failed", code="command_failed", request_id=rid
-                ) from None
-            _reply(connection, protocol.result_message(result, rid))
+            call = CommandCall(name, identity, args, connection.id, rid)
+            _reply(connection, protocol.result_message(await hub.run_command(call), rid))
 
 
 def _refresh(hub: Node, connection: Connection, token: str, rid: protocol.RequestId) -> None:
