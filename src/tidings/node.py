@@ -22,7 +22,13 @@ import orjson
 
 from tidings.auth.authenticator import Authenticator
 from tidings.auth.revocation import Revocations
-from tidings.backends import broker_from_url, presence_from_url, schedules_for, store_from_url
+from tidings.backends import (
+    broker_from_url,
+    presence_from_url,
+    records_for,
+    schedules_for,
+    store_from_url,
+)
 from tidings.backends.base import (
     Broker,
     NewEvent,
@@ -60,6 +66,7 @@ from tidings.registry import Counters, Registry
 from tidings.scheduling import ScheduleRunner
 from tidings.serial import Serial
 from tidings.settings import Settings
+from tidings.webhooks.service import WebhookService
 
 __all__ = ["CommandHandler", "Node", "Publication"]
 
@@ -111,6 +118,10 @@ class Node:
         #: Events waiting for their time, kept beside the history (as durable as it is).
         self.schedules: Schedules = schedules_for(self.store)
         self.schedule_runner = ScheduleRunner(self.schedules, self._fire)
+        #: Webhook endpoints, their durable outbox, and the workers sending it.
+        self.webhooks = WebhookService(
+            self.settings, records_for(self.store), self._publish_plain, self._webhooks_changed
+        )
         self.registry = Registry(
             max_connections=self.settings.max_connections,
             max_connections_per_client=self.settings.max_connections_per_client,
@@ -194,6 +205,7 @@ class Node:
         self.nowait.start()
         self._started = True
         self.schedule_runner.start()
+        await self.webhooks.start()
         log.info(
             "hub started (store %s, broker %s)",
             _scheme(self.settings.store),
@@ -207,6 +219,7 @@ class Node:
             return
         await self.nowait.flush(grace=grace)
         await self.schedule_runner.stop()
+        await self.webhooks.stop()
         await self.close_connections("server_shutdown", grace=grace)
         self._started = False
         await self.nowait.stop()
@@ -351,6 +364,14 @@ class Node:
         with backend_failure("schedule list", "scheduled events cannot be read right now"):
             return await self.schedules.pending(channel=channel, limit=limit)
 
+    async def _webhooks_changed(self) -> None:
+        # Every node re-reads the endpoints now rather than at its next poll.
+        with backend_failure("broker control publish", "the broker cannot be reached"):
+            await self.broker.publish_control({"type": "webhooks_changed"})
+
+    async def _publish_plain(self, channel: str, type: str, data: Any) -> None:  # noqa: A002
+        await self.publish_many([Publication(channel, type, data)])
+
     async def _fire(self, entry: Scheduled) -> None:
         await self.publish_many(
             [Publication(entry.channel, entry.type, entry.data, entry.idempotency_key)]
@@ -368,7 +389,13 @@ class Node:
         new = [self._validate(p) for p in publications]
         stored = await self.broker.publish(new)
         self.counters.published += sum(created for _, created in stored)
-        return [event for event, _ in stored]
+        events = [event for event, _ in stored]
+        if self.webhooks.active:
+            # Before the publish is acknowledged, and for replays too (the outbox keeps
+            # one delivery per event and endpoint): an acknowledged event is never
+            # without its deliveries.
+            await self.webhooks.enqueue(events)
+        return events
 
     def publish_nowait(
         self,
@@ -400,6 +427,8 @@ class Node:
         kind = message.get("type")
         if kind == "disconnect_client":
             self._disconnect_here(message)
+        elif kind == "webhooks_changed":
+            self.webhooks.changed()
         elif kind in ("subscribe_client", "unsubscribe_client"):
             channel = message.get("channel")
             if isinstance(channel, str):

@@ -37,6 +37,7 @@ REPEATED = {
     "api_keys": "--api-key",
     "allowed_origins": "--allowed-origin",
     "auto_channels": "--auto-channel",
+    "webhook_retry_schedule": "--webhook-retry",
     "jwt_claims": "--jwt-claim",
     "role_channels": "--role-channels",
     "role_publish": "--role-publish",
@@ -46,6 +47,7 @@ METAVARS = {
     "api_keys": "NAME=KEY",
     "allowed_origins": "ORIGIN",
     "auto_channels": "TEMPLATE",
+    "webhook_retry_schedule": "SECONDS",
     "jwt_claims": "HUB=CLAIM",
     "role_channels": "ROLE=PATTERN",
     "role_publish": "ROLE=PATTERN",
@@ -53,7 +55,7 @@ METAVARS = {
 #: Settings too structured for a flag or a variable: the TOML file only.
 TOML_ONLY = frozenset({"routes"})
 #: Settings that are on when the flag is given (there is no value to give).
-SWITCHES = frozenset({"allow_anonymous"})
+SWITCHES = frozenset({"allow_anonymous", "webhook_allow_private"})
 
 
 def flag_name(name: str) -> str:
@@ -80,6 +82,8 @@ def _shown(name: str, field: FieldInfo) -> str:
         return "off" if not default else "on"
     if isinstance(default, float) and default.is_integer():
         return str(int(default))
+    if isinstance(default, tuple):
+        return ",".join(_shown_number(item) for item in default)
     return str(default)
 
 
@@ -99,6 +103,12 @@ def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
         kind = str
     option = typer.Option(flag_name(name), help=text)
     return _keyword(name, Annotated[kind | None, option])
+
+
+def _shown_number(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _help(text: str) -> str:
@@ -139,8 +149,9 @@ def setting_values(values: dict[str, Any]) -> dict[str, Any]:
     keys, origins = given.get("api_keys"), given.get("allowed_origins")
     given["api_keys"] = parse_api_keys(keys) if keys else None
     given["allowed_origins"] = tuple(origins) if origins else None
-    auto = given.get("auto_channels")
-    given["auto_channels"] = tuple(auto) if auto else None
+    for name in ("auto_channels", "webhook_retry_schedule"):
+        items = given.get(name)
+        given[name] = tuple(items) if items else None
     parsers: dict[str, Callable[[list[str]], Any]] = {
         "jwt_claims": lambda items: parse_pairs(items, "claims are mapped as HUB=CLAIM"),
         "role_channels": parse_role_patterns,

@@ -171,6 +171,33 @@ class Settings(BaseModel):
             "none: localhost pages, for development; a list is exact"
         ),
     )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a webhook receiver has to answer"
+    )
+    webhook_retry_schedule: tuple[float, ...] = Field(
+        (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+        description="seconds before each webhook retry (±10% jitter); then the delivery fails",
+    )
+    webhook_disable_after: float = Field(
+        5 * 24 * 3600.0,
+        gt=0,
+        description="seconds an endpoint may fail every attempt before it is disabled",
+    )
+    webhook_concurrency: int = Field(
+        64, ge=1, description="webhook requests in flight per process, all endpoints together"
+    )
+    webhook_endpoint_concurrency: int = Field(
+        4, ge=1, description="webhook requests in flight per endpoint and process"
+    )
+    webhook_queue_size: int = Field(
+        10_000, ge=1, description="deliveries waiting per endpoint; more disables it"
+    )
+    webhook_allow_private: bool = Field(
+        False, description="let webhooks reach loopback and private addresses"
+    )
+    webhook_secret_overlap: float = Field(
+        24 * 3600.0, ge=0, description="seconds a rotated-out webhook secret still signs"
+    )
     max_scheduled: int = Field(
         100_000, ge=0, description="scheduled events pending at once (per store)"
     )
@@ -275,6 +302,8 @@ def _from_env(name: str, raw: str) -> Any:
         return parse_pairs(raw.split(","), "claims are mapped as HUB=CLAIM")
     if name in {"role_channels", "role_publish"}:
         return parse_role_patterns(raw.split(","))
+    if name == "webhook_retry_schedule":
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     if name in ("allowed_origins", "auto_channels"):
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if raw == "" and name in {"history_ttl", "max_connection_age"}:

@@ -39,6 +39,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "role_channels": ("viewer=dash:*,alerts", {"viewer": ("dash:*", "alerts")}),
     "role_publish": ("ops=ops:*", {"ops": ("ops:*",)}),
     "allow_anonymous": ("true", True),
+    "webhook_allow_private": ("true", True),
+    "webhook_retry_schedule": ("2.5", (2.5,)),
     "data_plane": ("asgi", "asgi"),
     "workers": ("1", 1),
     "log_format": ("json", "json"),
@@ -86,7 +88,7 @@ def test_help_lists_every_setting_with_its_default_and_variable() -> None:
 @pytest.mark.parametrize("name", FIELDS)
 def test_every_setting_has_a_working_flag_and_variable(name: str, served: list[Settings]) -> None:
     text, expected = _sample(name)
-    if name == "allow_anonymous":
+    if name in ("allow_anonymous", "webhook_allow_private"):
         _serve([flag_name(name)])  # a switch: no value
     else:
         _serve([flag_name(name), text])

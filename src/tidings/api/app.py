@@ -20,6 +20,7 @@ from tidings.api.models import BatchPublishRequest, CommandRequest, EventOut, Pu
 from tidings.api.publish import PublishEndpoint
 from tidings.api.routes import build_router
 from tidings.api.static import mount_static
+from tidings.api.webhooks import build_webhook_router
 from tidings.core.routes import StreamRoute
 from tidings.logs import choose_request_id, install_redaction, request_id_var
 from tidings.node import Node
@@ -126,6 +127,7 @@ def build_app(streams: Streams) -> ASGIApp:
     )
     app.router.routes.extend(stream_route(streams, route) for route in streams.routes.routes)
     app.include_router(build_router(hub))
+    app.include_router(build_webhook_router(hub))
     app.router.default = _not_found(app.router.default)
     mount_static(app)
 
