@@ -12,7 +12,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -79,6 +84,34 @@ class HubCollector(Collector):
             "Fire-and-forget publishes that failed.",
             value=counters.nowait_failed,
         )
+        yield from _webhook_metrics(hub)
+
+
+def _webhook_metrics(hub: Node) -> Iterator[Metric]:
+    webhooks = hub.webhooks
+    outcomes = CounterMetricFamily(
+        "tidings_webhook_deliveries",
+        "Webhook delivery attempts by outcome (delivered, retry, failed, dropped).",
+        labels=["outcome"],
+    )
+    for outcome in ("delivered", "retry", "failed", "dropped"):
+        outcomes.add_metric([outcome], webhooks.outcomes[outcome])
+    yield outcomes
+    buckets = [
+        ("+Inf" if bound == float("inf") else str(bound), count)
+        for bound, count in webhooks.latency_buckets.items()
+    ]
+    yield HistogramMetricFamily(
+        "tidings_webhook_delivery_seconds",
+        "Time from sending a webhook request to its answer (or failure).",
+        buckets=buckets,
+        sum_value=webhooks.latency_sum,
+    )
+    yield GaugeMetricFamily(
+        "tidings_webhook_outbox",
+        "Webhook deliveries waiting, every endpoint together (counted every 5 s).",
+        value=sum(webhooks.pending.values()),
+    )
 
 
 def render_metrics(hub: Node, registry: CollectorRegistry) -> bytes:

@@ -85,6 +85,10 @@ async def test_a_delivery_is_signed_as_standard_webhooks_says() -> None:
             assert {d["status"] for d in deliveries} == {"delivered"}
             assert all(d["attempts"] == 1 and d["last_status"] == 200 for d in deliveries)
             assert len(receiver.arrivals["/ok"]) == 2  # nothing else matched
+            metrics = (await http.get("/metrics")).text
+            assert 'tidings_webhook_deliveries_total{outcome="delivered"} 2.0' in metrics
+            assert "tidings_webhook_delivery_seconds_count 2.0" in metrics
+            assert "tidings_webhook_outbox " in metrics
 
 
 async def _delivered(http: httpx.AsyncClient, endpoint_id: str, count: int) -> Any:

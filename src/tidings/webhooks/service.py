@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -56,6 +56,8 @@ ENDPOINTS = "wh:endpoints"
 KEEP_FINISHED = 200
 #: How often workers look for work other nodes enqueued, and for endpoint changes, s.
 POLL = 1.0
+#: Bucket bounds of the delivery latency histogram, s.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, float("inf"))
 
 Publish = Callable[[str, str, Any], Awaitable[Any]]
 
@@ -82,9 +84,12 @@ class WebhookService:
         self.endpoints: dict[str, Endpoint] = {}
         #: Attempts by outcome (``delivered``, ``retry``, ``failed``, ``dropped``).
         self.outcomes: Counter[str] = Counter()
-        self._finished: Counter[str] = Counter()
-        #: Seconds each recent attempt took.
-        self.latencies: list[float] = []
+        self._finished: dict[str, deque[str]] = {}
+        #: How long attempts took: cumulative counts per bucket bound, and the sum.
+        self.latency_buckets: dict[float, int] = dict.fromkeys(LATENCY_BUCKETS, 0)
+        self.latency_sum = 0.0
+        #: Deliveries waiting per endpoint, as last counted (every few seconds).
+        self.pending: dict[str, int] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
@@ -128,9 +133,20 @@ class WebhookService:
             self._client = None
 
     async def _refresh_loop(self) -> None:
+        turn = 0
         while True:
             await self._load_quietly()  # the store down: tried again next time
+            if turn % 5 == 0:
+                await self._count_pending()
+            turn += 1
             await asyncio.sleep(POLL)
+
+    async def _count_pending(self) -> None:
+        counted = {}
+        for endpoint_id in list(self.endpoints):
+            with contextlib.suppress(Exception):
+                counted[endpoint_id] = await self.records.ready_count(_outbox(endpoint_id))
+        self.pending = counted
 
     async def _load(self) -> None:
         """Read the endpoints (other nodes change them too) and run one worker each."""
@@ -350,42 +366,55 @@ class WebhookService:
             created_at=time.time(),
         )
 
-    async def depth(self) -> int:
-        """Deliveries waiting in every endpoint's outbox."""
-        total = 0
-        for endpoint_id in list(self.endpoints):
-            with contextlib.suppress(Exception):
-                total += await self.records.ready_count(_outbox(endpoint_id))
-        return total
-
     # -- workers -----------------------------------------------------------------------
 
     async def _work(self, endpoint_id: str) -> None:
-        """Claim and send this endpoint's due deliveries, until it is disabled."""
+        """Keep up to ``webhook_endpoint_concurrency`` of this endpoint's due deliveries
+        in flight (a window, not batches: one slow answer does not hold the others),
+        until the endpoint is disabled or deleted."""
         per_endpoint = self.settings.webhook_endpoint_concurrency
         # Longer than any attempt can take; after it, another node may try.
         lease = self.settings.webhook_timeout + 5.0
         wake = self._wake[endpoint_id]
-        while True:
-            endpoint = self.endpoints.get(endpoint_id)
-            if endpoint is None or not endpoint.enabled:
-                return
-            wake.clear()
-            try:
-                claimed = await self.records.claim(
-                    _outbox(endpoint_id), time.time(), lease=lease, limit=per_endpoint
-                )
-            except Exception as exc:
-                log.warning("webhook outbox cannot be read: %s", type(exc).__name__)
-                claimed = []
-            if claimed:
-                await asyncio.gather(
-                    *(self._attempt(endpoint_id, Delivery.loads(raw)) for raw in claimed)
-                )
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL):
-                    await wake.wait()
+        in_flight: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            wake.set()
+
+        await self._trim(endpoint_id)  # what earlier runs finished and did not forget
+        try:
+            while True:
+                endpoint = self.endpoints.get(endpoint_id)
+                if endpoint is None or not endpoint.enabled:
+                    return
+                wake.clear()
+                room = per_endpoint - len(in_flight)
+                claimed: list[bytes] = []
+                if room > 0:
+                    try:
+                        claimed = await self.records.claim(
+                            _outbox(endpoint_id), time.time(), lease=lease, limit=room
+                        )
+                    except Exception as exc:
+                        log.warning("webhook outbox cannot be read: %s", type(exc).__name__)
+                for raw in claimed:
+                    task = asyncio.get_running_loop().create_task(
+                        self._attempt(endpoint_id, Delivery.loads(raw))
+                    )
+                    in_flight.add(task)
+                    task.add_done_callback(finished)
+                if claimed and len(claimed) == room:
+                    continue  # more may be due: claim again as soon as there is room
+                if room > 0 or not in_flight:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(POLL):
+                            await wake.wait()
+                else:
+                    await wake.wait()  # full: an attempt finishing makes room
+        finally:
+            for task in in_flight:
+                task.cancel()
 
     async def _attempt(self, endpoint_id: str, delivery: Delivery) -> None:
         endpoint = self.endpoints.get(endpoint_id)
@@ -421,7 +450,11 @@ class WebhookService:
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
         now = time.time()
-        self.latencies = [*self.latencies[-999:], now - started]
+        took = now - started
+        self.latency_sum += took
+        for bound in LATENCY_BUCKETS:
+            if took <= bound:
+                self.latency_buckets[bound] += 1
         outcome = judge(
             delivery,
             now=now,
@@ -447,9 +480,13 @@ class WebhookService:
             return
         await self._health(endpoint_id, done, outcome.disable, now)
         if done.status != "pending":
-            self._finished[endpoint_id] += 1
-            if self._finished[endpoint_id] % 50 == 0:
-                await self._trim(endpoint_id)
+            # Keep the newest KEEP_FINISHED this node finished; forget older ones as new
+            # ones finish (cheap: no listing). A full trim runs when a worker starts.
+            finished = self._finished.setdefault(endpoint_id, deque())
+            finished.append(done.key)
+            while len(finished) > KEEP_FINISHED:
+                with contextlib.suppress(Exception):
+                    await self.records.delete(_outbox(endpoint_id), finished.popleft())
 
     async def _trim(self, endpoint_id: str) -> None:
         """Forget finished deliveries beyond the newest ``KEEP_FINISHED``."""
