@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Self
 
 import orjson
+from pydantic import BaseModel
 
 from tidings.auth.authenticator import Authenticator
 from tidings.auth.revocation import Revocations
@@ -54,6 +55,7 @@ from tidings.ratelimit import RateLimiter
 from tidings.registry import Counters, Registry
 from tidings.serial import Serial
 from tidings.settings import Settings
+from tidings.typed import EventType, EventTypes
 
 __all__ = ["CommandHandler", "Node", "Publication"]
 
@@ -117,6 +119,13 @@ class Node:
             presence or presence_from_url(self.settings.broker), self.fanout
         )
         self._commands: dict[str, CommandHandler] = {}
+        #: Registered event types (``event_type``, ``--schemas``); see tidings.typed.
+        self.event_types = EventTypes(strict=self.settings.strict_types)
+        if self.settings.schemas is not None:
+            self.event_types.load_directory(self.settings.schemas)
+        # What publish_many consults: None while nothing is registered and types are not
+        # strict, so that untyped publishing pays one falsy check per batch, nothing more.
+        self._typed: EventTypes | None = self.event_types or None
         self.gate = Gate(self.settings)
         self._on_connect: list[ConnectionCallback] = []
         self._on_disconnect: list[ConnectionCallback] = []
@@ -253,9 +262,38 @@ class Node:
         if not self._started:
             raise Unavailable("the hub is not started")
         new = [self._validate(p) for p in publications]
+        if self._typed is not None:
+            self._check_types(new)
         stored = await self.broker.publish(new)
         self.counters.published += sum(created for _, created in stored)
         return [event for event, _ in stored]
+
+    def _check_types(self, new: list[NewEvent]) -> None:
+        typed = self._typed
+        assert typed is not None
+        batch = len(new) > 1  # errors name the event's index in a batch
+        for index, event in enumerate(new):
+            typed.check(event.channel, event.type, event.data, index if batch else None)
+
+    def event_type(
+        self,
+        name: str,
+        model: type[BaseModel] | dict[str, Any],
+        *,
+        channels: Sequence[str] = (),
+    ) -> EventType:
+        """Register event type ``name``: publishes of it (HTTP, WebSocket, Python) must
+        carry ``data`` that ``model`` (a pydantic model, or a JSON Schema as a dict)
+        accepts, or are refused with ``invalid_event`` and the list of field errors.
+        ``channels`` (glob patterns) restricts where the type applies; elsewhere it is as
+        if unregistered. The model's JSON Schema is what ``/asyncapi.json`` and ``tidings
+        schema typescript`` describe. Registering a name again replaces it."""
+        if isinstance(model, dict):
+            registered = self.event_types.register_schema(name, model, channels=channels)
+        else:
+            registered = self.event_types.register_model(name, model, channels=channels)
+        self._typed = self.event_types
+        return registered
 
     def publish_nowait(
         self,

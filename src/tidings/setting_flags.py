@@ -36,7 +36,7 @@ METAVARS = {"api_keys": "NAME=KEY", "allowed_origins": "ORIGIN", "auto_channels"
 #: Settings too structured for a flag or a variable: the TOML file only.
 TOML_ONLY = frozenset({"routes"})
 #: Settings that are on when the flag is given (there is no value to give).
-SWITCHES = frozenset({"allow_anonymous"})
+SWITCHES = frozenset({"allow_anonymous", "strict_types"})
 
 
 def flag_name(name: str) -> str:

@@ -11,7 +11,10 @@ __all__ = [
     "ChannelList",
     "ConnectionList",
     "EventOut",
+    "EventTypeOut",
+    "EventTypesOut",
     "EventsOut",
+    "FieldErrorOut",
     "HistoryOut",
     "PublishRequest",
 ]
@@ -135,3 +138,31 @@ class ClientChannelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     channel: str = Field(examples=["group:7"], description="the channel")
+
+
+class EventTypeOut(BaseModel):
+    """A registered event type."""
+
+    type: str = Field(examples=["onu.online"])
+    channels: list[str] = Field(
+        description="glob patterns of the channels it applies to; empty: every channel",
+        examples=[["olt:*"]],
+    )
+    # Named `schema` on the wire; the attribute name would shadow BaseModel's.
+    data_schema: dict[str, Any] = Field(
+        alias="schema", description="the JSON Schema of the event's data"
+    )
+
+
+class EventTypesOut(BaseModel):
+    """The hub's registered event types."""
+
+    types: list[EventTypeOut]
+    strict: bool = Field(description="unregistered types are refused (`unknown_event_type`)")
+
+
+class FieldErrorOut(BaseModel):
+    """One problem with a typed event's data."""
+
+    path: str = Field(description="JSON pointer into the event's data", examples=["/serial"])
+    message: str
