@@ -439,7 +439,7 @@ def _event_types(schemas: str | None, config: str | None, hub: str | None) -> An
             err.print(f"[red]tidings: {escape(hub)} is not a tidings Hub[/red]")
             raise typer.Exit(2)
         for event in found.event_types:
-            types._add(event)
+            types.add(event)
         types.strict = types.strict or found.event_types.strict
     return settings, types
 

@@ -217,7 +217,7 @@ class EventTypes:
             raise TypeError("an event type is registered with a pydantic model class")
         schema = model.model_json_schema()
         source = f"event type {name!r}"
-        return self._add(
+        return self.add(
             EventType(validate_type(name), schema, _check_patterns(channels, source), model)
         )
 
@@ -236,9 +236,10 @@ class EventTypes:
         validator = _validator_for(schema, where)
         patterns = _check_patterns(channels or schema.get(CHANNELS_KEYWORD, ()), where)
         event = EventType(validate_type(name), schema, patterns, None, source, validator)
-        return self._add(event)
+        return self.add(event)
 
-    def _add(self, event: EventType) -> EventType:
+    def add(self, event: EventType) -> EventType:
+        """Register an already-made type (another registry's, say); replaces its name."""
         self._types[event.name] = event
         return event
 
@@ -269,7 +270,7 @@ class EventTypes:
         """Register every ``*.json`` schema of ``directory`` (see :func:`load_schema_dir`)."""
         loaded = load_schema_dir(directory)
         for event in loaded:
-            self._add(event)
+            self.add(event)
         return loaded
 
 
