@@ -1,8 +1,8 @@
 import type { CommandOptions, EventHandler, Status, SubscribeOptions, TidingsClient, TidingsError, TidingsOptions } from "./tidings.js";
 
 export interface UseTidingsOptions extends TidingsOptions, SubscribeOptions {
-  /** Use this client instead of creating one (it is not closed on unmount). */
-  client?: TidingsClient;
+  /** Use this client instead of creating one (it is not closed on unmount); typed or not. */
+  client?: TidingsClient<any>;
 }
 
 export interface UseTidingsState {

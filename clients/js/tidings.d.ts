@@ -116,6 +116,23 @@ export interface CommandOptions {
 export type Unsubscribe = () => void;
 export type EventHandler<T = unknown> = (event: TidingsEvent<T>) => void;
 
+/**
+ * A map from event type to the type of its `data`, such as the `TidingsEvents` that
+ * `tidings schema typescript` generates. The default knows no types: every `data` is `unknown`.
+ */
+export type EventMap = Record<string, unknown>;
+/** An event of type `K` of the map `E`: its `type` is `K`, its `data` is `E[K]`. */
+export type TypedEvent<E, K extends keyof E & string> = TidingsEvent<E[K]> & { type: K };
+/** Any event of the map `E`, discriminated by `type`. */
+export type AnyTypedEvent<E> = { [K in keyof E & string]: TypedEvent<E, K> }[keyof E & string];
+
+/** One problem with a typed event's data (an `invalid_event` error lists them). */
+export interface FieldError {
+  /** JSON pointer into the event's data: `/serial`, `/ports/0`. */
+  path: string;
+  message: string;
+}
+
 export class TidingsError extends Error {
   constructor(code: string, message: string, details?: Record<string, unknown>);
   code: string;
@@ -125,9 +142,18 @@ export class TidingsError extends Error {
   channel?: string;
   /** The request id of a WebSocket request. */
   id?: string | number | null;
+  /** `invalid_event` for a registered type: what is wrong with the data. */
+  errors?: FieldError[];
+  /** The index of the refused event in its batch. */
+  index?: number;
 }
 
-export class TidingsClient {
+/**
+ * A client of a tidings hub. `E` maps event types to their data (generate it with
+ * `tidings schema typescript`): `new TidingsClient<TidingsEvents>(…)` makes `on("onu.online",
+ * e => e.data.serial)` type-checked. Without it every type is allowed and `data` is `unknown`.
+ */
+export class TidingsClient<E extends object = EventMap> {
   constructor(options?: TidingsOptions);
   readonly url: string;
   readonly transport: "websocket" | "sse";
@@ -143,8 +169,10 @@ export class TidingsClient {
   /** Last position seen per followed channel. */
   readonly positions: Map<string, string>;
   subscribe<T = unknown>(channel: string, handler?: EventHandler<T> | null, options?: SubscribeOptions): Unsubscribe;
-  /** Events of `type` on any subscribed channel; `"*"` for all. */
-  on<T = unknown>(type: string, handler: EventHandler<T>): Unsubscribe;
+  /** Events of `type` on any subscribed channel, with `data` typed by `E`. */
+  on<K extends keyof E & string>(type: K, handler: (event: TypedEvent<E, K>) => void): Unsubscribe;
+  /** Every event, on any subscribed channel (of a typed map: discriminated by `type`). */
+  on(type: "*", handler: (event: AnyTypedEvent<E>) => void): Unsubscribe;
   onStatus(handler: (status: StatusChange) => void): Unsubscribe;
   onReset(handler: (reset: ResetNotice) => void): Unsubscribe;
   onError(handler: (error: TidingsError | Error) => void): Unsubscribe;
@@ -160,7 +188,7 @@ export class TidingsClient {
   close(): void;
 }
 
-export function createClient(options?: TidingsOptions): TidingsClient;
+export function createClient<E extends object = EventMap>(options?: TidingsOptions): TidingsClient<E>;
 export function backoffDelay(attempt: number, reconnect?: ReconnectOptions, random?: () => number): number;
 /** A JWT's `exp` in ms, or null when the token is no JWT or has no numeric `exp`. */
 export function tokenExpiry(token: string | null | undefined): number | null;

@@ -71,6 +71,14 @@ def serve(**values: Any) -> None:
         raise typer.Exit(2) from None
     for warning in unknown_variables(os.environ):
         err.print(f"[yellow]tidings: warning:[/yellow] {warning}")
+    if settings.schemas is not None:
+        from tidings.typed import load_schema_dir
+
+        try:
+            load_schema_dir(settings.schemas)  # a bad file is named now, not in a worker
+        except ValueError as exc:
+            err.print(f"[red]tidings: invalid settings:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
     problem = startup_problem(settings)
     if problem:
         err.print(f"[red]tidings:[/red] {problem}")
@@ -387,6 +395,114 @@ def _bench_mode(mode: str, *, server: str | None, events: int | None, **values: 
         servers=servers, events=default_events if events is None else events, **values
     )
     return run_mode(mode, options, json_output=json_output)
+
+
+schema_app = typer.Typer(
+    name="schema",
+    help="Documents of the hub's registered event types: AsyncAPI 3.0, TypeScript.",
+    no_args_is_help=True,
+)
+app.add_typer(schema_app)
+
+SchemasOption = Annotated[
+    str | None,
+    typer.Option(
+        "--schemas",
+        help="Directory of JSON Schema files, one per event type (env TIDINGS_SCHEMAS).",
+    ),
+]
+HubOption = Annotated[
+    str | None,
+    typer.Option(
+        "--hub",
+        help="MODULE:ATTRIBUTE of a Hub whose pydantic-registered types to include too.",
+    ),
+]
+ConfigOption = Annotated[str | None, typer.Option("--config", help="TOML file of settings.")]
+OutOption = Annotated[
+    str | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+]
+
+
+def _event_types(schemas: str | None, config: str | None, hub: str | None) -> Any:
+    """The settings and event types a hub with these options would have."""
+    from tidings.typed import EventTypes
+
+    try:
+        settings = load_settings(config_file=config, environ=os.environ, schemas=schemas)
+        types = EventTypes(strict=settings.strict_types)
+        if settings.schemas is not None:
+            types.load_directory(settings.schemas)
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]tidings: invalid settings:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if hub is not None:
+        from tidings.node import Node
+
+        found = _import_object(hub)
+        if not isinstance(found, Node):
+            err.print(f"[red]tidings: {escape(hub)} is not a tidings Hub[/red]")
+            raise typer.Exit(2)
+        for event in found.event_types:
+            types.add(event)
+        types.strict = types.strict or found.event_types.strict
+    return settings, types
+
+
+def _import_object(path: str) -> Any:
+    import importlib
+
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter("--hub takes MODULE:ATTRIBUTE, e.g. myapp.realtime:hub")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attribute)
+    except (ImportError, AttributeError) as exc:
+        err.print(f"[red]tidings: cannot import {escape(path)}:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def _write(text: str, out: str | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    with open(out, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    err.print(f"tidings: wrote {escape(out)}")
+
+
+@schema_app.command("asyncapi")
+def schema_asyncapi(
+    out: OutOption = None,
+    schemas: SchemasOption = None,
+    hub: HubOption = None,
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="HOST:PORT clients reach (default: the listen address).")
+    ] = None,
+) -> None:
+    """Write the AsyncAPI 3.0.0 document of the hub (what GET /asyncapi.json serves)."""
+    from tidings.api.asyncapi import asyncapi_document
+
+    settings, types = _event_types(schemas, config, hub)
+    document = asyncapi_document(settings, types, host=host)
+    _write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n", out)
+
+
+@schema_app.command("typescript")
+def schema_typescript(
+    out: OutOption = None,
+    schemas: SchemasOption = None,
+    hub: HubOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write TypeScript definitions of the registered event types (for the JS client)."""
+    from tidings.typescript import typescript_definitions
+
+    _, types = _event_types(schemas, config, hub)
+    _write(typescript_definitions(types), out)
 
 
 def main(argv: list[str] | None = None) -> Any:

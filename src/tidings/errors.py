@@ -11,6 +11,8 @@ contain secrets, tokens or stack traces.
     ├── BadRequest                    400 bad_request
     │   ├── InvalidChannel            400 invalid_channel
     │   ├── InvalidEvent              400 invalid_event
+    │   │   ├── InvalidEventData      400 invalid_event, with ``errors`` (typed.py)
+    │   │   └── UnknownEventType      400 unknown_event_type (strict types; typed.py)
     │   ├── InvalidJSON               400 invalid_json
     │   ├── ProtocolError             400 bad_message (WebSocket messages)
     │   │   └── WebSocketError        400 bad_frame (RFC 6455 broken; carries a close code)
@@ -81,6 +83,11 @@ class TidingsError(Exception):
         self.request_id = request_id
         #: Seconds a client should wait before trying again (429, 503).
         self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        """Fields the error adds to its body beside ``code`` and ``message`` (over HTTP
+        in ``{"error": {...}}``, over WebSocket in the ``error`` message); none by default."""
+        return {}
 
 
 class BadRequest(TidingsError):

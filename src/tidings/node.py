@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, Self, overload
 
 import orjson
+from pydantic import BaseModel
 
 from tidings.auth.authenticator import Authenticator
 from tidings.auth.revocation import Revocations
@@ -66,6 +67,7 @@ from tidings.registry import Counters, Registry
 from tidings.scheduling import ScheduleRunner
 from tidings.serial import Serial
 from tidings.settings import Settings
+from tidings.typed import EventType, EventTypes
 from tidings.webhooks.service import WebhookService
 
 __all__ = ["CommandHandler", "Node", "Publication"]
@@ -142,6 +144,13 @@ class Node:
             secret.get_secret_value() if secret is not None else None,
             self.settings.command_timeout,
         )
+        #: Registered event types (``event_type``, ``--schemas``); see tidings.typed.
+        self.event_types = EventTypes(strict=self.settings.strict_types)
+        if self.settings.schemas is not None:
+            self.event_types.load_directory(self.settings.schemas)
+        # What publish_many consults: None while nothing is registered and types are not
+        # strict, so that untyped publishing pays one falsy check per batch, nothing more.
+        self._typed: EventTypes | None = self.event_types or None
         self.gate = Gate(self.settings)
         self._on_connect: list[ConnectionCallback] = []
         self._on_disconnect: list[ConnectionCallback] = []
@@ -334,7 +343,7 @@ class Node:
         Redis store: pending entries survive a restart, and one that fell due while
         every node was down fires at start.
         """
-        new = self._validate(Publication(channel, type, data))
+        (new,) = self.check([Publication(channel, type, data)])  # refused now, not when due
         now = time.time()
         entry = Scheduled(
             key=new_key() if key is None else validate_key(key),
@@ -387,6 +396,8 @@ class Node:
         if not self._started:
             raise Unavailable("the hub is not started")
         new = [self._validate(p) for p in publications]
+        if self._typed is not None:
+            self._check_types(new)
         stored = await self.broker.publish(new)
         self.counters.published += sum(created for _, created in stored)
         events = [event for event, _ in stored]
@@ -396,6 +407,41 @@ class Node:
             # without its deliveries.
             await self.webhooks.enqueue(events)
         return events
+
+    def check(self, publications: Sequence[Publication]) -> list[NewEvent]:
+        """Validate events as a publish would (names, size, registered types) without
+        publishing them; raise the error a publish would."""
+        new = [self._validate(p) for p in publications]
+        if self._typed is not None:
+            self._check_types(new)
+        return new
+
+    def _check_types(self, new: list[NewEvent]) -> None:
+        typed = self._typed
+        assert typed is not None
+        batch = len(new) > 1  # errors name the event's index in a batch
+        for index, event in enumerate(new):
+            typed.check(event.channel, event.type, event.data, index if batch else None)
+
+    def event_type(
+        self,
+        name: str,
+        model: type[BaseModel] | dict[str, Any],
+        *,
+        channels: Sequence[str] = (),
+    ) -> EventType:
+        """Register event type ``name``: publishes of it (HTTP, WebSocket, Python) must
+        carry ``data`` that ``model`` (a pydantic model, or a JSON Schema as a dict)
+        accepts, or are refused with ``invalid_event`` and the list of field errors.
+        ``channels`` (glob patterns) restricts where the type applies; elsewhere it is as
+        if unregistered. The model's JSON Schema is what ``/asyncapi.json`` and ``tidings
+        schema typescript`` describe. Registering a name again replaces it."""
+        if isinstance(model, dict):
+            registered = self.event_types.register_schema(name, model, channels=channels)
+        else:
+            registered = self.event_types.register_model(name, model, channels=channels)
+        self._typed = self.event_types
+        return registered
 
     def publish_nowait(
         self,

@@ -55,7 +55,7 @@ METAVARS = {
 #: Settings too structured for a flag or a variable: the TOML file only.
 TOML_ONLY = frozenset({"routes"})
 #: Settings that are on when the flag is given (there is no value to give).
-SWITCHES = frozenset({"allow_anonymous", "webhook_allow_private"})
+SWITCHES = frozenset({"allow_anonymous", "strict_types", "webhook_allow_private"})
 
 
 def flag_name(name: str) -> str:

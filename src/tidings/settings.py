@@ -201,6 +201,16 @@ class Settings(BaseModel):
     max_scheduled: int = Field(
         100_000, ge=0, description="scheduled events pending at once (per store)"
     )
+    schemas: str | None = Field(
+        None,
+        description=(
+            "directory of JSON Schema files, one per event type (`title` or file name); "
+            "publishes of those types are validated"
+        ),
+    )
+    strict_types: bool = Field(
+        False, description="refuse events whose type is not registered (`unknown_event_type`)"
+    )
     max_connections: int = Field(10_000, ge=1, description="open streams per process")
     max_connections_per_client: int = Field(100, ge=1, description="open streams per client id")
     max_subscriptions: int = Field(100, ge=1, description="channels per connection")
@@ -306,7 +316,7 @@ def _from_env(name: str, raw: str) -> Any:
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if name in ("allowed_origins", "auto_channels"):
         return tuple(item.strip() for item in raw.split(",") if item.strip())
-    if raw == "" and name in {"history_ttl", "max_connection_age"}:
+    if raw == "" and name in {"history_ttl", "max_connection_age", "schemas"}:
         return None
     return raw
 

@@ -199,3 +199,42 @@ def test_pending_schedules_are_listed_and_cancelled(browser: Any, served_hub: Se
         assert [s["key"] for s in listed] == ["expiry:lobby"]
     finally:
         page.close()
+
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
+
+
+def test_publish_form_offers_registered_types_and_shows_field_errors(browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    with serving("--schemas", str(SCHEMAS)) as hub:
+        page = browser.new_page()
+        try:
+            page.goto(hub.url)
+            options = page.locator("#event-types option")
+            expect(options).to_have_count(2, timeout=10_000)
+            assert sorted(options.evaluate_all("(all) => all.map((o) => o.value)")) == [
+                "job.progress",
+                "onu.online",
+            ]
+            page.get_by_label("Channel", exact=True).first.fill("olt:7")
+            page.get_by_label("Type", exact=True).fill("onu.online")
+            expect(page.locator("#pub-type-note")).to_contain_text("required: serial, olt, port")
+            # The form offers a skeleton of the type's required fields.
+            data = page.get_by_label("Data (JSON)")
+            expect(data).to_have_value('{"serial":"","olt":"","port":0}')
+            data.fill('{"serial": "nope", "port": -1}')
+            page.get_by_role("button", name="Publish").click()
+            problems = page.locator("#pub-errors li")
+            expect(problems).to_have_count(3, timeout=5_000)
+            expect(problems.nth(0)).to_contain_text("/olt")
+            expect(problems.nth(1)).to_contain_text("/port")
+            expect(problems.nth(2)).to_contain_text("/serial")
+            expect(page.locator("#pub-result")).to_contain_text("does not match")
+
+            data.fill('{"serial": "ALCL0000BEEF", "olt": "olt-7", "port": 1}')
+            page.get_by_role("button", name="Publish").click()
+            expect(page.locator("#pub-result")).to_contain_text("published", timeout=5_000)
+            expect(problems).to_have_count(0)
+        finally:
+            page.close()

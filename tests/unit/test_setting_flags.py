@@ -11,10 +11,12 @@ from typer.testing import CliRunner
 
 import tidings.workers
 from tidings.cli import app
-from tidings.setting_flags import TOML_ONLY, flag_name
+from tidings.setting_flags import SWITCHES, TOML_ONLY, flag_name
 from tidings.settings import ENV_PREFIX, Settings
 
 FIELDS = sorted(set(Settings.model_fields) - TOML_ONLY)
+
+SCHEMAS = str(Path(__file__).resolve().parents[1] / "data" / "schemas")
 
 #: A value each setting accepts from a flag and from the environment, and how it reads.
 SAMPLES: dict[str, tuple[str, Any]] = {
@@ -45,6 +47,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "workers": ("1", 1),
     "log_format": ("json", "json"),
     "log_level": ("debug", "debug"),
+    "schemas": (SCHEMAS, SCHEMAS),
+    "strict_types": ("true", True),
 }
 
 
@@ -88,7 +92,7 @@ def test_help_lists_every_setting_with_its_default_and_variable() -> None:
 @pytest.mark.parametrize("name", FIELDS)
 def test_every_setting_has_a_working_flag_and_variable(name: str, served: list[Settings]) -> None:
     text, expected = _sample(name)
-    if name in ("allow_anonymous", "webhook_allow_private"):
+    if name in SWITCHES:
         _serve([flag_name(name)])  # a switch: no value
     else:
         _serve([flag_name(name), text])

@@ -64,3 +64,22 @@ function CancelButton(): string {
   return pending ? "…" : String(result?.cancelled);
 }
 void CancelButton;
+// A typed map (as `tidings schema typescript` generates): `on` checks type names and data.
+interface Events {
+  "onu.online": { serial: string; port: number };
+  "job.progress": { job_id: string; state: "running" | "done" };
+}
+const typed = createClient<Events>({ url: "https://hub.example/" });
+typed.on("onu.online", (event) => console.log(event.data.serial.toUpperCase(), event.data.port + 1));
+typed.on("*", (event) => {
+  if (event.type === "job.progress") console.log(event.data.state === "done");
+});
+// @ts-expect-error: not a field of onu.online
+typed.on("onu.online", (event) => console.log(event.data.olt));
+// @ts-expect-error: not a registered type
+typed.on("onu.offline", () => undefined);
+function Typed(): string {
+  const { status } = useTidings("olt:1", (event) => console.log(event.data), { client: typed });
+  return status;
+}
+void Typed;

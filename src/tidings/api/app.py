@@ -16,7 +16,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.api.docs import STREAM_PATHS, route_paths
 from tidings.api.errors import install_error_handlers
-from tidings.api.models import BatchPublishRequest, CommandRequest, EventOut, PublishRequest
+from tidings.api.models import (
+    BatchPublishRequest,
+    CommandRequest,
+    EventOut,
+    FieldErrorOut,
+    PublishRequest,
+)
 from tidings.api.publish import PublishEndpoint
 from tidings.api.routes import build_router
 from tidings.api.static import mount_static
@@ -142,7 +148,13 @@ def build_app(streams: Streams) -> ASGIApp:
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             model: type[BaseModel]
-            for model in (PublishRequest, BatchPublishRequest, EventOut, CommandRequest):
+            for model in (
+                PublishRequest,
+                BatchPublishRequest,
+                EventOut,
+                CommandRequest,
+                FieldErrorOut,
+            ):
                 components[model.__name__] = model.model_json_schema(
                     ref_template="#/components/schemas/{model}"
                 )

@@ -56,7 +56,7 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, TidingsError)
         if exc.status >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return error_response(exc.status, exc.code, exc.message, _headers(exc))
+        return error_response(exc.status, exc.code, exc.message, _headers(exc), **exc.details())
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

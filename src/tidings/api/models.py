@@ -13,7 +13,10 @@ __all__ = [
     "CommandResult",
     "ConnectionList",
     "EventOut",
+    "EventTypeOut",
+    "EventTypesOut",
     "EventsOut",
+    "FieldErrorOut",
     "HistoryOut",
     "PublishRequest",
     "ScheduledAnswer",
@@ -202,3 +205,31 @@ class ScheduledAnswer(BaseModel):
 
 class ScheduledList(BaseModel):
     scheduled: list[ScheduledOut] = Field(description="soonest first")
+
+
+class EventTypeOut(BaseModel):
+    """A registered event type."""
+
+    type: str = Field(examples=["onu.online"])
+    channels: list[str] = Field(
+        description="glob patterns of the channels it applies to; empty: every channel",
+        examples=[["olt:*"]],
+    )
+    # Named `schema` on the wire; the attribute name would shadow BaseModel's.
+    data_schema: dict[str, Any] = Field(
+        alias="schema", description="the JSON Schema of the event's data"
+    )
+
+
+class EventTypesOut(BaseModel):
+    """The hub's registered event types."""
+
+    types: list[EventTypeOut]
+    strict: bool = Field(description="unregistered types are refused (`unknown_event_type`)")
+
+
+class FieldErrorOut(BaseModel):
+    """One problem with a typed event's data."""
+
+    path: str = Field(description="JSON pointer into the event's data", examples=["/serial"])
+    message: str

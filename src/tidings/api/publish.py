@@ -89,8 +89,7 @@ async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) 
         if later:
             await _may_replace(hub, identity, later)
             # Every scheduled item is checked as a publish before anything happens.
-            for item in later:
-                hub._validate(Publication(item.channel, item.type, item.data))
+            hub.check([Publication(item.channel, item.type, item.data) for item in later])
         stored = await hub.publish_many(
             [
                 Publication(e.channel, e.type, e.data, e.idempotency_key)

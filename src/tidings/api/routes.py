@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from tidings.api.asyncapi import asyncapi_document
 from tidings.api.models import (
     ChannelList,
     ClientChannelRequest,
@@ -19,6 +20,7 @@ from tidings.api.models import (
     ConnectionList,
     DisconnectRequest,
     EventsOut,
+    EventTypesOut,
     HistoryOut,
     PresenceOut,
     ScheduledList,
@@ -114,7 +116,13 @@ def build_router(hub: Node) -> APIRouter:
                 '"channel", "type", "at"}}`; for a batch `{"events": [...], "scheduled": [...]}`'
             },
             429: {"description": "too many scheduled events pending (`max_scheduled`)"},
-            400: {"description": "invalid JSON, channel, type or fields"},
+            400: {
+                "description": (
+                    "invalid JSON, channel, type or fields; `invalid_event` with `errors` "
+                    "(`[{path, message}]`, see FieldErrorOut) when a registered type's data "
+                    "does not match its schema; `unknown_event_type` under `--strict-types`"
+                )
+            },
             413: {"description": "body, event or batch over its limit"},
             415: {"description": "the body is not JSON"},
             503: {"description": "store or broker unreachable: nothing was published"},
@@ -309,6 +317,28 @@ def build_router(hub: Node) -> APIRouter:
     ) -> Response:
         await hub.unsubscribe_client(client_id, body.channel)
         return _json({"client_id": client_id, "channel": body.channel, "subscribed": False}, 202)
+
+    @router.get(
+        "/api/v1/event-types",
+        response_model=EventTypesOut,
+        tags=["typed events"],
+        summary="Registered event types: their channel patterns and data schemas",
+        description=(
+            "Open, like `/openapi.json` and `/asyncapi.json`: the schemas say what data a "
+            "type must carry, nothing more. `strict`: unregistered types are refused."
+        ),
+    )
+    async def event_types() -> Response:
+        types = hub.event_types
+        return _json({"types": [t.describe() for t in types], "strict": types.strict})
+
+    @router.get(
+        "/asyncapi.json",
+        tags=["typed events"],
+        summary="AsyncAPI 3.0.0 document of the hub's streams, channels and event types",
+    )
+    async def asyncapi(request: Request) -> Response:
+        return _json(asyncapi_document(settings, hub.event_types, host=request.headers.get("host")))
 
     @router.get("/health", tags=["operations"], summary="Liveness")
     async def health() -> Response:

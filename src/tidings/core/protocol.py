@@ -297,8 +297,9 @@ def reset_message(channel: str, reason: str, position: str) -> dict[str, Any]:
     return {"type": "reset", "channel": channel, "reason": reason, "position": position}
 
 
-def error_message(code: str, message: str, rid: RequestId) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, "id": rid}
+def error_message(code: str, message: str, rid: RequestId, **extra: Any) -> dict[str, Any]:
+    """An ``error`` message; ``extra`` holds an error's details (a typed event's ``errors``)."""
+    return {"type": "error", "code": code, "message": message, "id": rid, **extra}
 
 
 def disconnect_message(reason: str) -> dict[str, Any]:

@@ -668,7 +668,9 @@ export class TidingsClient {
         conn.disconnect = message;
         break;
       case "error": {
-        const error = new TidingsError(message.code, message.message, { id: message.id });
+        const details = { id: message.id };
+        if (message.errors) details.errors = message.errors; // invalid_event: per-field problems
+        const error = new TidingsError(message.code, message.message, details);
         const pending = message.id !== null && message.id !== undefined ? this._pending.get(message.id) : null;
         if (pending) {
           this._pending.delete(message.id);
@@ -743,7 +745,10 @@ export class TidingsClient {
     const payload = await response.json().catch(() => null);
     if (!response.ok) {
       const error = payload?.error ?? {};
-      throw new TidingsError(error.code ?? `http_${response.status}`, error.message ?? response.statusText, { status: response.status });
+      const details = { status: response.status };
+      if (error.errors) details.errors = error.errors; // invalid_event: per-field problems
+      if (error.index !== undefined) details.index = error.index;
+      throw new TidingsError(error.code ?? `http_${response.status}`, error.message ?? response.statusText, details);
     }
     return payload;
   }

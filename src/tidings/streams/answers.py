@@ -13,7 +13,7 @@ __all__ = ["error_body", "error_headers"]
 
 def error_body(exc: TidingsError) -> bytes:
     """The JSON body of SPEC §3 for ``exc``."""
-    return orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+    return orjson.dumps({"error": {"code": exc.code, "message": exc.message, **exc.details()}})
 
 
 def error_headers(exc: TidingsError) -> list[tuple[bytes, bytes]]:

@@ -27,7 +27,9 @@ def _now() -> str:
 
 
 def error_frame(exc: TidingsError) -> str:
-    return protocol.encode(protocol.error_message(exc.code, exc.message, exc.request_id))
+    return protocol.encode(
+        protocol.error_message(exc.code, exc.message, exc.request_id, **exc.details())
+    )
 
 
 def _reply(connection: Connection, message: dict[str, object]) -> None:
