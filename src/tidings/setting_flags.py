@@ -40,6 +40,7 @@ REPEATED = {
     "jwt_claims": "--jwt-claim",
     "role_channels": "--role-channels",
     "role_publish": "--role-publish",
+    "sources": "--source",
 }
 #: What a repeated flag's value looks like.
 METAVARS = {
@@ -49,6 +50,7 @@ METAVARS = {
     "jwt_claims": "HUB=CLAIM",
     "role_channels": "ROLE=PATTERN",
     "role_publish": "ROLE=PATTERN",
+    "sources": "URL",
 }
 #: Settings too structured for a flag or a variable: the TOML file only.
 TOML_ONLY = frozenset({"routes"})
@@ -141,6 +143,8 @@ def setting_values(values: dict[str, Any]) -> dict[str, Any]:
     given["allowed_origins"] = tuple(origins) if origins else None
     auto = given.get("auto_channels")
     given["auto_channels"] = tuple(auto) if auto else None
+    sources = given.get("sources")
+    given["sources"] = tuple(sources) if sources else None
     parsers: dict[str, Callable[[list[str]], Any]] = {
         "jwt_claims": lambda items: parse_pairs(items, "claims are mapped as HUB=CLAIM"),
         "role_channels": parse_role_patterns,
