@@ -505,6 +505,62 @@ def schema_typescript(
     _write(typescript_definitions(types), out)
 
 
+outbox_app = typer.Typer(
+    help="The transactional outbox the hub consumes (--source postgres://…).",
+    no_args_is_help=True,
+)
+app.add_typer(outbox_app, name="outbox")
+
+
+@outbox_app.command("init")
+def outbox_init(
+    url: Annotated[str, typer.Argument(help="The application's database: postgres://…")],
+    table: Annotated[
+        str | None, typer.Option("--table", help="Table name (default: the URL's table=).")
+    ] = None,
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Create it in the database instead of printing.", metavar=""),
+    ] = False,
+) -> None:
+    """Print (or, with --apply, run) the outbox table, trigger and function DDL.
+
+    Safe to run again: CREATE … IF NOT EXISTS, CREATE OR REPLACE. See docs/outbox.md.
+    """
+    from tidings.backends import redact_url
+    from tidings.sources.postgres import apply_ddl, outbox_ddl, parse_url
+
+    try:
+        name = table or parse_url(url).table
+        ddl = outbox_ddl(name)
+    except ValueError as exc:
+        err.print(f"[red]tidings: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    if not apply:
+        sys.stdout.write(ddl)
+        return
+    try:
+        asyncio.run(apply_ddl(url, name))
+    except ImportError as exc:
+        err.print(f"[red]tidings: {escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        err.print(
+            f"[red]tidings: cannot create the outbox in {escape(redact_url(url))}:[/red] "
+            f"{type(exc).__name__}: {escape(_first_line(exc, url))}"
+        )
+        raise typer.Exit(1) from None
+    err.print(f"outbox table {name} ready in {escape(redact_url(url))}")
+
+
+def _first_line(exc: BaseException, url: str) -> str:
+    from urllib.parse import urlsplit
+
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
     return app(args=argv)

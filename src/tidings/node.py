@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple, Self, overload
+from typing import Any, Self, overload
 
 import orjson
 from pydantic import BaseModel
@@ -42,7 +42,7 @@ from tidings.backends.base import (
 from tidings.commands import CommandCall, CommandHandler, commands_from_settings
 from tidings.connection import Connection, Transport
 from tidings.core.channels import personal_channel, validate_channel, validate_type
-from tidings.core.events import Event, now_timestamp
+from tidings.core.events import Event, Publication, now_timestamp
 from tidings.core.history import HistoryPage
 from tidings.core.request import Peer
 from tidings.core.scheduled import Scheduled, due_time, new_key, new_version, validate_key
@@ -67,6 +67,7 @@ from tidings.registry import Counters, Registry
 from tidings.scheduling import ScheduleRunner
 from tidings.serial import Serial
 from tidings.settings import Settings
+from tidings.sources import Source, source_from_url
 from tidings.typed import EventType, EventTypes
 from tidings.webhooks.service import WebhookService
 
@@ -78,18 +79,6 @@ ConnectionCallback = Callable[[Connection], Awaitable[None] | None]
 
 #: How long a client-level revocation is kept when the tokens' expiry is unknown.
 REVOCATION_TTL = 24 * 3600.0
-
-
-class Publication(NamedTuple):
-    """One event to publish, as the HTTP API and the embedding API take it.
-
-    A named tuple: immutable, and cheap to make once per published event.
-    """
-
-    channel: str
-    type: str = "message"
-    data: Any = None
-    idempotency_key: str | None = None
 
 
 class Node:
@@ -155,6 +144,7 @@ class Node:
         self._on_connect: list[ConnectionCallback] = []
         self._on_disconnect: list[ConnectionCallback] = []
         self._callback_tasks: set[asyncio.Task[None]] = set()
+        self._source_tasks: set[asyncio.Future[None]] = set()
         #: Server-side subscribe/unsubscribe, applied one at a time in arrival order.
         self._targeting = Serial()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,6 +153,8 @@ class Node:
         self.nowait: NowaitQueue[Publication] = NowaitQueue(
             self._publish_one, on_failure=self.counters.nowait_failure
         )
+        #: What the hub consumes events from (``--source``), started and stopped with it.
+        self.sources: list[Source] = [source_from_url(url) for url in self.settings.sources]
 
     # -- the gate's parts, where embedding code and the API reach them ----------------------
 
@@ -215,6 +207,8 @@ class Node:
         self._started = True
         self.schedule_runner.start()
         await self.webhooks.start()
+        for source in self.sources:
+            await source.start(self)
         log.info(
             "hub started (store %s, broker %s)",
             _scheme(self.settings.store),
@@ -226,6 +220,8 @@ class Node:
         ``server_shutdown``, then the backends. Idempotent."""
         if not self._started:
             return
+        for source in self.sources:
+            await source.stop()
         await self.nowait.flush(grace=grace)
         await self.schedule_runner.stop()
         await self.webhooks.stop()
@@ -252,7 +248,22 @@ class Node:
             connection.close(reason)
         await self.registry.all_closed(grace)
 
+    def add_source(self, source: Source) -> Source:
+        """Consume ``source`` (a :class:`~tidings.sources.Source`, e.g.
+        ``PostgresOutbox(url)``) from when the hub starts (now, if it runs) until it stops."""
+        self.sources.append(source)
+        if self._started:
+            task = asyncio.ensure_future(source.start(self))
+            self._source_tasks.add(task)
+            task.add_done_callback(self._source_tasks.discard)
+        return source
+
     # -- publishing ----------------------------------------------------------------------
+
+    @property
+    def max_batch_size(self) -> int:
+        """Events one :meth:`publish_many` takes."""
+        return self.settings.max_batch_size
 
     def _validate(self, publication: Publication) -> NewEvent:
         channel = validate_channel(publication.channel)
@@ -859,14 +870,22 @@ class Node:
         """This node's connections of ``client_id``."""
         return self.registry.clients(client_id)
 
-    async def ready(self) -> dict[str, str]:
-        """Check the store and broker; raise :class:`Unavailable` naming the one that failed."""
+    async def ready(self) -> dict[str, Any]:
+        """Check the store and broker; raise :class:`Unavailable` naming the one that failed.
+
+        Sources are reported (``consuming``, ``standby``, ``failing``…) but never make the
+        hub unready: what they feed waits upstream (an outbox row stays in its table), and
+        taking the node out of a load balancer would not bring the source back.
+        """
         for name, backend in (("store", self.store), ("broker", self.broker)):
             try:
                 await asyncio.wait_for(backend.ping(), timeout=2.0)
             except Exception:
                 raise Unavailable(f"the {name} cannot be reached") from None
-        return {"store": "ok", "broker": "ok"}
+        checks: dict[str, Any] = {"store": "ok", "broker": "ok"}
+        if self.sources:
+            checks["sources"] = {source.name: source.status for source in self.sources}
+        return checks
 
 
 def _scheme(url: str) -> str:

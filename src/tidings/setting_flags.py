@@ -41,6 +41,7 @@ REPEATED = {
     "jwt_claims": "--jwt-claim",
     "role_channels": "--role-channels",
     "role_publish": "--role-publish",
+    "sources": "--source",
 }
 #: What a repeated flag's value looks like.
 METAVARS = {
@@ -51,6 +52,7 @@ METAVARS = {
     "jwt_claims": "HUB=CLAIM",
     "role_channels": "ROLE=PATTERN",
     "role_publish": "ROLE=PATTERN",
+    "sources": "URL",
 }
 #: Settings too structured for a flag or a variable: the TOML file only.
 TOML_ONLY = frozenset({"routes"})
@@ -149,7 +151,7 @@ def setting_values(values: dict[str, Any]) -> dict[str, Any]:
     keys, origins = given.get("api_keys"), given.get("allowed_origins")
     given["api_keys"] = parse_api_keys(keys) if keys else None
     given["allowed_origins"] = tuple(origins) if origins else None
-    for name in ("auto_channels", "webhook_retry_schedule"):
+    for name in ("auto_channels", "sources", "webhook_retry_schedule"):
         items = given.get(name)
         given[name] = tuple(items) if items else None
     parsers: dict[str, Callable[[list[str]], Any]] = {

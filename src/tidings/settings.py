@@ -80,6 +80,13 @@ class Settings(BaseModel):
         "memory://",
         description="where history is kept: `memory://`, `sqlite:///path` or `redis://…`",
     )
+    sources: tuple[str, ...] = Field(
+        (),
+        description=(
+            "where the hub consumes events from: `postgres://…` (a transactional outbox "
+            "table, docs/outbox.md)"
+        ),
+    )
     history_size: int = Field(100, ge=0, le=1_000_000, description="events kept per channel")
     history_ttl: float | None = Field(None, gt=0, description="seconds an event stays in history")
     heartbeat: float = Field(
@@ -255,6 +262,15 @@ class Settings(BaseModel):
             check_template(template)
         return value
 
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from tidings.sources import check_source_url
+
+        for url in value:
+            check_source_url(url)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -314,7 +330,7 @@ def _from_env(name: str, raw: str) -> Any:
         return parse_role_patterns(raw.split(","))
     if name == "webhook_retry_schedule":
         return tuple(item.strip() for item in raw.split(",") if item.strip())
-    if name in ("allowed_origins", "auto_channels"):
+    if name in ("allowed_origins", "auto_channels", "sources"):
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if raw == "" and name in {"history_ttl", "max_connection_age", "schemas"}:
         return None

@@ -40,6 +40,85 @@ async def test_idempotency_key_returns_the_first_event(served: RunningHub) -> No
         assert [e["id"] for e in history["events"]] == [first["id"]]
 
 
+async def test_idempotency_key_header_returns_the_first_event(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        headers = {"Idempotency-Key": "order-43"}
+        first = await http.post(
+            "/api/v1/publish", json={"channel": "i", "data": 1}, headers=headers
+        )
+        assert first.status_code == 201
+        again = await http.post(
+            "/api/v1/publish", json={"channel": "i", "data": 2}, headers=headers
+        )
+        assert again.status_code == 201
+        assert again.json() == first.json()
+        # The header and the body's key are one key: the same key in both is that key.
+        both = await http.post(
+            "/api/v1/publish",
+            json={"channel": "i", "data": 3, "idempotency_key": "order-43"},
+            headers=headers,
+        )
+        assert both.json() == first.json()
+        other = await http.post(
+            "/api/v1/publish", json={"channel": "i", "data": 4}, headers={"Idempotency-Key": "x"}
+        )
+        assert other.json()["data"] == 4
+        history = (await http.get("/api/v1/channels/i/history")).json()
+        assert [e["data"] for e in history["events"]] == [1, 4]
+
+
+async def test_idempotency_key_header_refusals(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        differ = await http.post(
+            "/api/v1/publish",
+            json={"channel": "r", "data": 1, "idempotency_key": "a"},
+            headers={"Idempotency-Key": "b"},
+        )
+        assert differ.status_code == 400
+        assert differ.json()["error"]["code"] == "invalid_idempotency_key"
+        too_long = await http.post(
+            "/api/v1/publish",
+            json={"channel": "r", "data": 1},
+            headers={"Idempotency-Key": "k" * 191},
+        )
+        assert too_long.status_code == 400
+        item_key = await http.post(
+            "/api/v1/publish",
+            json={"events": [{"channel": "r", "data": 1, "idempotency_key": "own"}]},
+            headers={"Idempotency-Key": "batch"},
+        )
+        assert item_key.status_code == 400
+        scheduled = await http.post(
+            "/api/v1/publish",
+            json={"channel": "r", "data": 1, "delay_s": 60},
+            headers={"Idempotency-Key": "later"},
+        )
+        assert scheduled.status_code == 400
+        history = (await http.get("/api/v1/channels/r/history")).json()
+        assert history["events"] == []
+
+
+async def test_idempotency_key_header_on_a_batch_keys_each_item(served: RunningHub) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        body = {"events": [{"channel": "b1", "data": 1}, {"channel": "b2", "data": 2}]}
+        headers = {"Idempotency-Key": "batch-7"}
+        first = await http.post("/api/v1/publish", json=body, headers=headers)
+        assert first.status_code == 201
+        again = await http.post("/api/v1/publish", json=body, headers=headers)
+        assert again.json() == first.json()
+        # Item i is stored under <key>:<i>: the body's key reaches it.
+        alone = await http.post(
+            "/api/v1/publish", json={"channel": "b2", "data": 9, "idempotency_key": "batch-7:1"}
+        )
+        assert alone.json() == first.json()["events"][1]
+        for channel in ("b1", "b2"):
+            history = (await http.get(f"/api/v1/channels/{channel}/history")).json()
+            assert len(history["events"]) == 1
+        document = (await http.get("/openapi.json")).json()
+        parameters = document["paths"]["/api/v1/publish"]["post"]["parameters"]
+        assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in parameters)
+
+
 async def test_history_since_limit_and_completeness() -> None:
     async with running_hub(history_size=10) as served:
         async with httpx.AsyncClient(base_url=served.url) as http:

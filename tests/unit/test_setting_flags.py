@@ -36,6 +36,10 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "api_keys": ("ops=k3y", None),
     "allowed_origins": ("https://a.example", ("https://a.example",)),
     "auto_channels": ("role:{role}", ("role:{role}",)),
+    "sources": (
+        "postgres://app@db.example/app?table=app_outbox",
+        ("postgres://app@db.example/app?table=app_outbox",),
+    ),
     "jwt_claims": ("sub=username", {"sub": "username"}),
     "role_claim": ("realm_access.roles", "realm_access.roles"),
     "role_channels": ("viewer=dash:*,alerts", {"viewer": ("dash:*", "alerts")}),

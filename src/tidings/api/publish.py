@@ -21,7 +21,14 @@ from tidings.errors import BadRequest, Forbidden, InvalidJSON, TooLarge, Unsuppo
 from tidings.identity import Identity
 from tidings.node import Node, Publication
 
-__all__ = ["PublishEndpoint", "publish_json", "read_json", "validation_error"]
+__all__ = [
+    "MAX_HEADER_KEY",
+    "PublishEndpoint",
+    "header_key",
+    "publish_json",
+    "read_json",
+    "validation_error",
+]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -63,10 +70,36 @@ def validation_error(exc: ValidationError) -> BadRequest:
     return BadRequest(f"{where}: {first['msg']}", code="invalid_request")
 
 
-async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) -> tuple[int, Any]:
+#: An ``Idempotency-Key`` header leaves room for the ``:<index>`` a batch item gets.
+MAX_HEADER_KEY = 190
+
+
+def header_key(value: str | None) -> str | None:
+    """The ``Idempotency-Key`` header's key, or ``None`` without one."""
+    if value is None:
+        return None
+    key = value.strip()
+    if not 1 <= len(key) <= MAX_HEADER_KEY:
+        raise BadRequest(
+            f"the Idempotency-Key header must be 1-{MAX_HEADER_KEY} characters",
+            code="invalid_idempotency_key",
+        )
+    return key
+
+
+async def publish_json(
+    hub: Node, identity: Identity, body: Any, rate_key: str, idempotency_key: str | None = None
+) -> tuple[int, Any]:
     """Publish (or schedule) what a request body asks for: the response's status and
-    body. 201 with the stored event(s); 202 when anything was scheduled."""
+    body. 201 with the stored event(s); 202 when anything was scheduled.
+
+    ``idempotency_key`` is the ``Idempotency-Key`` header's: for one event it is the
+    event's key (the body's, if also given, must be the same); a batch's item ``i`` gets
+    ``<key>:<i>``, so a batch sent again is stored once, and its items may then carry no
+    key of their own and must not be scheduled.
+    """
     settings = hub.settings
+    idempotency_key = header_key(idempotency_key)
     if isinstance(body, dict) and "events" in body:
         events = body.get("events")
         if isinstance(events, list) and len(events) > settings.max_batch_size:
@@ -85,6 +118,15 @@ async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) 
             rate_key=rate_key,
         )
         _key_needs_time(batch.events)
+        keys = [e.idempotency_key for e in batch.events]
+        if idempotency_key is not None:
+            if any(e.idempotency_key is not None or e.scheduled for e in batch.events):
+                raise BadRequest(
+                    "with an Idempotency-Key header, batch items take no idempotency_key "
+                    "and no schedule: item i is stored under <key>:<i>",
+                    code="invalid_idempotency_key",
+                )
+            keys = [f"{idempotency_key}:{i}" for i in range(len(batch.events))]
         later = [e for e in batch.events if e.scheduled]
         if later:
             await _may_replace(hub, identity, later)
@@ -92,8 +134,8 @@ async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) 
             hub.check([Publication(item.channel, item.type, item.data) for item in later])
         stored = await hub.publish_many(
             [
-                Publication(e.channel, e.type, e.data, e.idempotency_key)
-                for e in batch.events
+                Publication(e.channel, e.type, e.data, key)
+                for e, key in zip(batch.events, keys, strict=True)
                 if not e.scheduled
             ]
         )
@@ -108,6 +150,13 @@ async def publish_json(hub: Node, identity: Identity, body: Any, rate_key: str) 
         one = PublishRequest.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    if idempotency_key is not None:
+        if one.idempotency_key not in (None, idempotency_key):
+            raise BadRequest(
+                "the Idempotency-Key header and the body's idempotency_key differ",
+                code="invalid_idempotency_key",
+            )
+        one = one.model_copy(update={"idempotency_key": idempotency_key})
     authorize_publish(identity, [one.channel], limiter=hub.publish_limiter, rate_key=rate_key)
     _key_needs_time([one])
     if one.scheduled:
@@ -160,7 +209,13 @@ class PublishEndpoint:
         facts = facts_from_scope(scope)
         identity = hub.gate.identify(facts)
         body = await read_json(scope, receive, hub.settings.max_body_size)
-        status, answer = await publish_json(hub, identity, body, client_ip(facts.peer))
+        status, answer = await publish_json(
+            hub,
+            identity,
+            body,
+            client_ip(facts.peer),
+            header(scope.get("headers", ()), b"idempotency-key"),
+        )
         content = orjson.dumps(answer)
         await send(
             {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
@@ -128,11 +128,24 @@ def build_router(hub: Node) -> APIRouter:
             503: {"description": "store or broker unreachable: nothing was published"},
         },
     )
-    async def publish(request: Request, identity: Identity = Depends(caller)) -> Response:
+    async def publish(
+        request: Request,
+        identity: Identity = Depends(caller),
+        idempotency_key: str | None = Header(
+            None,
+            alias="Idempotency-Key",
+            description=(
+                "publish at most once: a repeat within the store's window (300 s) answers "
+                "201 with the event first stored. Same as the body's `idempotency_key` "
+                "(both given and different: 400); a batch's item i is stored under "
+                "`<key>:<i>` (its items then take no key and no schedule)"
+            ),
+        ),
+    ) -> Response:
         # Served by PublishEndpoint, routed ahead of this; kept for the OpenAPI document
         # and for an app that includes this router alone.
         body = await read_json_body(request, settings.max_body_size)
-        status, answer = await publish_json(hub, identity, body, rate_key(request))
+        status, answer = await publish_json(hub, identity, body, rate_key(request), idempotency_key)
         return _json(answer, status)
 
     @router.get(

@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,6 +25,7 @@ __all__ = [
     "EncodedEvent",
     "Event",
     "Position",
+    "Publication",
     "format_timestamp",
     "new_epoch",
 ]
@@ -48,6 +49,18 @@ def now_timestamp() -> str:
         cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
         cache[0] = second
     return f"{cache[1]}{int((now - second) * 1000):03d}Z"
+
+
+class Publication(NamedTuple):
+    """One event to publish, as the HTTP API, the embedding API and sources take it.
+
+    A named tuple: immutable, and cheap to make once per published event.
+    """
+
+    channel: str
+    type: str = "message"
+    data: Any = None
+    idempotency_key: str | None = None
 
 
 def new_epoch() -> str:
