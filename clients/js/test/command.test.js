@@ -100,3 +100,34 @@ test("a client that never connected sends commands over HTTP", async () => {
     client.close();
   }
 });
+
+describe("commands forwarded to the application's command URL", () => {
+  let withApp;
+  before(async () => {
+    withApp = await startHub({ command: [SCRIPT], args: ["with_application=1"] });
+  });
+  after(async () => {
+    await withApp?.stop();
+  });
+
+  for (const transport of ["websocket", "sse"]) {
+    test(`over ${transport}: its answer, its error, its slowness`, async () => {
+      const client = new TidingsClient({ url: withApp.url, transport, WebSocket, pingInterval: 0 });
+      const ready = nextStatus(client, "connected");
+      client.subscribe(`app-${transport}`);
+      await ready;
+      try {
+        // An in-process handler still wins for its name.
+        assert.deepEqual(await client.command("math.add", { a: 1, b: 1 }), { sum: 2, client_id: null });
+        assert.deepEqual(await client.command("app.echo", { n: 1 }), { echo: { n: 1 }, via: "url" });
+        const failed = await rejection(client.command("app.fail"));
+        assert.equal(failed.code, "command_failed");
+        assert.equal(failed.message, "boom");
+        const slow = await rejection(client.command("app.slow", {}, { timeout: 10000 }));
+        assert.equal(slow.code, "command_timeout");
+      } finally {
+        client.close();
+      }
+    });
+  }
+});

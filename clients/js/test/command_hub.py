@@ -1,4 +1,8 @@
-"""A hub with in-process command handlers, for the JS client's command tests.
+"""A hub with in-process command handlers, for the JS client's command tests; with the
+argument ``with_application=1``, also an application it forwards the other commands to
+(``command_url``): ``app.echo`` answers,
+``app.fail`` answers 500 ``{"error": "boom"}``, ``app.slow`` answers after the hub's
+``command_timeout`` (1 s here).
 
 ``python command_hub.py PORT [SETTING=VALUE ...]`` serves it on 127.0.0.1:PORT (streams on
 the native path, as ``tidings serve`` does) until SIGTERM.
@@ -7,8 +11,16 @@ the native path, as ``tidings serve`` does) until SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
+import threading
 from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from tidings.errors import TidingsError
 from tidings.hub import Hub
@@ -36,9 +48,33 @@ def build(settings: Settings) -> Hub:
     return hub
 
 
+async def application(request: Request) -> JSONResponse:
+    """The application behind ``command_url``."""
+    call = await request.json()
+    if call["name"] == "app.fail":
+        return JSONResponse({"error": "boom"}, status_code=500)
+    if call["name"] == "app.slow":
+        await asyncio.sleep(3)
+    return JSONResponse({"echo": call["args"], "via": "url"})
+
+
+def serve_application() -> int:
+    """Run the application on a free port, in a thread of its own; return the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = Starlette(routes=[Route("/", application, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    port: int = sock.getsockname()[1]
+    return port
+
+
 def main() -> None:
     port = int(sys.argv[1])
-    extra = dict(item.split("=", 1) for item in sys.argv[2:])
+    extra: dict[str, Any] = dict(item.split("=", 1) for item in sys.argv[2:])
+    if extra.pop("with_application", None):
+        extra["command_url"] = f"http://127.0.0.1:{serve_application()}/"
+        extra["command_timeout"] = 1.0
     settings = Settings(port=port, log_level="warning", **extra)
     hub = build(settings)
     HubServer(build_config(hub, settings), hub).run()
