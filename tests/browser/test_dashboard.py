@@ -238,3 +238,29 @@ def test_publish_form_offers_registered_types_and_shows_field_errors(browser: An
             expect(problems).to_have_count(0)
         finally:
             page.close()
+
+
+def test_webhooks_show_their_health_and_recent_deliveries(browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    with serving("--webhook-allow-private", "--webhook-retry", "60") as hub:
+        # Nothing listens on port 9: every attempt fails, and the endpoint shows it.
+        made = httpx.post(f"{hub.url}api/v1/webhooks", json={"url": "http://127.0.0.1:9/h"})
+        assert made.status_code == 201
+        httpx.post(f"{hub.url}api/v1/publish", json={"channel": "c", "type": "t", "data": 1})
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(hub.url)
+            row = page.locator("#webhooks-table tbody tr")
+            expect(row).to_have_count(1, timeout=10_000)
+            expect(row).to_contain_text("http://127.0.0.1:9/h")
+            expect(row.locator("[data-health]")).to_have_attribute(
+                "data-health", "failing", timeout=10_000
+            )
+            page.get_by_role("button", name="Deliveries of http://127.0.0.1:9/h").click()
+            delivery = page.locator("#deliveries-table tbody tr")
+            expect(delivery).to_have_count(1, timeout=5_000)
+            expect(delivery).to_contain_text("pending")
+            expect(delivery).to_contain_text("ConnectError")
+        finally:
+            page.close()

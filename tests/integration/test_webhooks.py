@@ -256,7 +256,9 @@ async def test_sigkill_with_deliveries_pending_loses_nothing_on_sqlite(tmp_path:
         node = start_process(*args, "--log-level", "warning")
         try:
             with httpx.Client(base_url=node.url) as http:
-                endpoint = http.post("/api/v1/webhooks", json={"url": receiver.url("/h")}).json()
+                endpoint = http.post(
+                    "/api/v1/webhooks", json={"url": receiver.url("/h"), "secret": SECRET}
+                ).json()
                 ids = [
                     http.post("/api/v1/publish", json={"channel": "c", "data": n}).json()["id"]
                     for n in range(20)
@@ -286,6 +288,8 @@ async def test_sigkill_with_deliveries_pending_loses_nothing_on_sqlite(tmp_path:
 
             await receiver.until(lambda: set(delivered()) == set(ids), timeout=30)
             assert delivered() == before  # the same webhook-id for each event, across the kill
+            for arrival in receiver.arrivals["/h"]:
+                Webhook(SECRET).verify(arrival.body, arrival.headers)
             async with httpx.AsyncClient(base_url=node.url) as http:
                 done = await _until(lambda: _delivered(http, endpoint["id"], 20), timeout=30)
                 assert {d["status"] for d in done} == {"delivered"}
