@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from tidings.dataplane.front import FrontProtocol
+from tidings.dataplane.guard import GuardedHttpProtocol, request_limits
 from tidings.dataplane.plane import DataPlane
 from tidings.hub import Hub
 from tidings.settings import Settings
@@ -73,4 +74,7 @@ def build_config(hub: Hub, settings: Settings, **overrides: Any) -> uvicorn.Conf
             hub.streams, proxy_headers=config.proxy_headers, trusted=config.forwarded_allow_ips
         )
         config.http = functools.partial(FrontProtocol, plane=plane)  # type: ignore[assignment]
+    else:
+        limits = request_limits(settings)
+        config.http = functools.partial(GuardedHttpProtocol, limits=limits)  # type: ignore[assignment]
     return config

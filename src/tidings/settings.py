@@ -228,6 +228,18 @@ class Settings(BaseModel):
     max_body_size: int = Field(
         8 * 1024 * 1024, ge=1024, description="bytes of an HTTP request body"
     )
+    max_header_size: int = Field(
+        16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="bytes of an HTTP request's header block; more: 431",
+    )
+    request_header_timeout: float = Field(
+        10.0, gt=0, description="seconds to receive a request's header block; then 408"
+    )
+    request_body_timeout: float = Field(
+        60.0, gt=0, description="seconds to receive a request's body; then 408"
+    )
     max_message_size: int = Field(
         64 * 1024, ge=1024, description="bytes of a WebSocket client message"
     )

@@ -16,12 +16,12 @@ from typing import Any, cast
 
 import httptools
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from tidings.core.request import RequestFacts, forwarded_peer
 from tidings.core.routes import StreamRoute
 from tidings.core.websocket import HandshakeError, accept_response, handshake_key
+from tidings.dataplane.guard import GuardedHttpProtocol, linger_close, refused_response
 from tidings.dataplane.http import RequestHead, render_head, render_response
 from tidings.dataplane.plane import DataPlane
 from tidings.dataplane.sse_stream import SSEOutlet
@@ -39,7 +39,6 @@ __all__ = ["FrontProtocol"]
 log = logging.getLogger("tidings.dataplane")
 
 #: A request head larger than this is left to uvicorn (which refuses it).
-_MAX_HEAD = 64 * 1024
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -72,6 +71,7 @@ class FrontProtocol(asyncio.Protocol):
         self._header_name = b""
         self._parser = httptools.HttpRequestParser(self)
         self._decided = False
+        self._refused = False
         # How many received chunks the request head took (the rest follow it).
         self._head_chunks = 0
         self._task: asyncio.Task[None] | None = None
@@ -86,6 +86,8 @@ class FrontProtocol(asyncio.Protocol):
         self._idle = self.loop.call_later(self.config.timeout_keep_alive, self.shutdown)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: read and dropped
         self._received.append(data)
         self._size += len(data)
         if self._decided:
@@ -101,8 +103,13 @@ class FrontProtocol(asyncio.Protocol):
         if self._decided:
             self._head_chunks = len(self._received)
             self._route(upgrade_at)
-        elif self._size > _MAX_HEAD:
-            self._hand_off()
+        elif self._size > self.plane.limits.max_header_size:
+            # Refused before parsing more: a huge header costs CPU to parse.
+            self._decided = self._refused = True
+            self._received.clear()
+            if self.transport is not None:
+                self.transport.write(refused_response(431, "Request Header Fields Too Large"))
+                linger_close(self.transport, self.loop)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
@@ -166,11 +173,12 @@ class FrontProtocol(asyncio.Protocol):
         self._connections.discard(self)
         if self._idle is not None:
             self._idle.cancel()
-        inner = HttpToolsProtocol(
+        inner = GuardedHttpProtocol(
             config=self.config,
             server_state=self.server_state,
             app_state=self.app_state,
             _loop=self.loop,
+            limits=self.plane.limits,
         )
         transport.set_protocol(inner)
         inner.connection_made(transport)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tidings.dataplane.guard import RequestLimits, request_limits
 from tidings.streams.cors import Cors
 from tidings.streams.services import Streams
 
@@ -21,6 +22,10 @@ class DataPlane:
     trusted: str | list[str] = "127.0.0.1"
 
     cors: Cors = field(init=False)
+    #: Bounds of every request that is not a stream (see tidings.dataplane.guard).
+    limits: RequestLimits = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cors = Cors(self.streams.node.settings.allowed_origins)
+        settings = self.streams.node.settings
+        self.cors = Cors(settings.allowed_origins)
+        self.limits = request_limits(settings)

@@ -65,6 +65,8 @@ def read_stream_request(facts: RequestFacts, route: StreamRoute) -> StreamReques
         if key == "last_event_id":
             last_event_id = value
     plain = any(key == "plain" and value not in ("", "0", "false") for key, value in query)
+    if last_event_id is not None and not last_event_id.strip():
+        last_event_id = None  # an empty Last-Event-ID is no position, not an unknown one
     if last_event_id is not None and len(last_event_id) > MAX_LAST_EVENT_ID:
         raise BadRequest("Last-Event-ID is too long", code="invalid_last_event_id")
     return StreamRequest(tuple(dict.fromkeys(channels)), types, last_event_id, plain, route.message)
