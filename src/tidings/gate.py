@@ -95,7 +95,7 @@ class Gate:
                 identity = replace(identity, subscribe=(*allowed, *decision.subscribe))
             chosen.extend(decision.subscribe)
         if identity.client_id is not None and identity.claims:
-            chosen.append(personal_channel(identity.client_id))
+            chosen.append(personal_channel(identity.client_id, identity.tenant))
         authorize_subscribe(identity, dict.fromkeys(chosen))
         server = self.server_channels(identity)
         unique = tuple(dict.fromkeys([*chosen, *server]))
@@ -110,7 +110,12 @@ class Gate:
         """The channels the server chose for ``identity``: automatic ones from its
         claims, then those it was subscribed to server-side (within its tenant)."""
         chosen = self.auto_channels.channels(identity)
-        granted = self.grants.channels(identity.client_id, time.monotonic())
+        holder = (
+            personal_channel(identity.client_id, identity.tenant)
+            if identity.client_id is not None
+            else None
+        )
+        granted = self.grants.channels(holder, time.monotonic())
         chosen.extend(c for c in granted if identity.tenant_allows(c))
         return chosen
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tidings.core.channels import channel_matches
+from tidings.core.channels import channel_matches, personal_channel
 
 __all__ = ["ANONYMOUS", "HUB_CLAIMS", "Identity"]
 
@@ -38,8 +38,8 @@ class Identity:
         return self.tenant is None or channel.startswith(f"tenant:{self.tenant}/")
 
     def may_subscribe(self, channel: str) -> bool:
-        # A client's own personal channel is always its own, tenant or not.
-        if self.client_id is not None and channel == f"client:{self.client_id}":
+        # A client's own personal channel is always its own.
+        if self.client_id is not None and channel == personal_channel(self.client_id, self.tenant):
             return True
         if not self.tenant_allows(channel):
             return False

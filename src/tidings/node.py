@@ -489,21 +489,30 @@ class Node:
         elif kind in ("subscribe_client", "unsubscribe_client"):
             channel = message.get("channel")
             if isinstance(channel, str):
-                self._target_here(str(message.get("client_id")), channel, kind)
+                tenant = message.get("tenant")
+                self._target_here(str(message.get("client_id")), channel, kind, tenant)
 
     def _disconnect_here(self, message: dict[str, Any]) -> None:
         client_id = str(message.get("client_id"))
         reason = str(message.get("reason") or "disconnected")
-        targets = list(self.clients(client_id))
+        tenant = message.get("tenant")
+        targets = list(self.clients(client_id, tenant=tenant))
         if message.get("revoke"):
             at = float(message.get("at") or time.time())
             expiries = [c.identity.expires_at for c in targets if c.identity.expires_at]
-            self.revocations.revoke(
-                client_id,
-                token_ids=[c.identity.token_id for c in targets if c.identity.token_id],
-                until=max([at + REVOCATION_TTL, *expiries]),
-                at=at,
+            # The client of that tenant; for an admin of every tenant, that client id
+            # in each tenant it is connected with, and outside any.
+            tenants = (
+                {tenant} if tenant is not None else {None, *(c.identity.tenant for c in targets)}
             )
+            for each in tenants:
+                self.revocations.revoke(
+                    client_id,
+                    tenant=each,
+                    token_ids=[c.identity.token_id for c in targets if c.identity.token_id],
+                    until=max([at + REVOCATION_TTL, *expiries]),
+                    at=at,
+                )
 
         # After the events already received (an event published to the client just
         # before, say): each connection sends what it has queued, then the disconnect.
@@ -520,20 +529,23 @@ class Node:
         *,
         revoke: bool = False,
         event: tuple[str, Any] | None = None,
+        tenant: str | None = None,
     ) -> Event | None:
         """Close every connection of ``client_id`` on every node with ``reason``.
 
         With ``event`` (``(type, data)``), that event is published to the client's
         personal channel first, and each connection receives it right before its
         ``disconnect``. With ``revoke``, the client's current tokens are refused until
-        they expire (a token issued after this call is accepted again).
+        they expire (a token issued after this call is accepted again). With ``tenant``,
+        only that tenant's client of that id (an admin of one tenant reaches no other).
         """
         published = None
         if event is not None:
-            published = await self.publish_to_client(client_id, *event)
+            published = await self.publish_to_client(client_id, *event, tenant=tenant)
         message = {
             "type": "disconnect_client",
             "client_id": client_id,
+            "tenant": tenant,
             "reason": reason,
             "revoke": revoke,
             "at": time.time(),
@@ -542,7 +554,9 @@ class Node:
             await self.broker.publish_control(message)
         return published
 
-    async def subscribe_client(self, client_id: str, channel: str) -> None:
+    async def subscribe_client(
+        self, client_id: str, channel: str, *, tenant: str | None = None
+    ) -> None:
         """Subscribe every connection of ``client_id``, on every node, to ``channel``.
 
         WebSocket connections get a ``subscribed`` message; SSE streams start carrying
@@ -550,26 +564,36 @@ class Node:
         within ``server_subscription_ttl`` seconds, on any node, joins it as well.
         Connections whose tenant does not hold ``channel`` are left alone.
         """
-        await self._publish_targeting("subscribe_client", client_id, channel)
+        await self._publish_targeting("subscribe_client", client_id, channel, tenant)
 
-    async def unsubscribe_client(self, client_id: str, channel: str) -> None:
+    async def unsubscribe_client(
+        self, client_id: str, channel: str, *, tenant: str | None = None
+    ) -> None:
         """Unsubscribe every connection of ``client_id``, on every node, from ``channel``
         (WebSocket connections get ``unsubscribed``) and forget its server-side grant."""
-        await self._publish_targeting("unsubscribe_client", client_id, channel)
+        await self._publish_targeting("unsubscribe_client", client_id, channel, tenant)
 
-    async def _publish_targeting(self, kind: str, client_id: str, channel: str) -> None:
+    async def _publish_targeting(
+        self, kind: str, client_id: str, channel: str, tenant: str | None
+    ) -> None:
         validate_channel(channel)
-        message = {"type": kind, "client_id": client_id, "channel": channel}
+        if tenant is not None and not channel.startswith(f"tenant:{tenant}/"):
+            raise Forbidden(f"{channel!r} is outside tenant {tenant!r}")
+        message = {"type": kind, "client_id": client_id, "channel": channel, "tenant": tenant}
         with backend_failure("broker control publish", "the broker cannot be reached"):
             await self.broker.publish_control(message)
 
-    def _target_here(self, client_id: str, channel: str, kind: str) -> None:
+    def _target_here(
+        self, client_id: str, channel: str, kind: str, tenant: str | None = None
+    ) -> None:
         grants = self.gate.grants
+        # Grants are kept per client of a tenant (its personal channel names it).
+        holder = personal_channel(client_id, tenant)
         if kind == "subscribe_client":
-            grants.grant(client_id, channel, time.monotonic())
+            grants.grant(holder, channel, time.monotonic())
         else:
-            grants.revoke(client_id, channel)
-        for connection in list(self.clients(client_id)):
+            grants.revoke(holder, channel)
+        for connection in list(self.clients(client_id, tenant=tenant)):
             if not connection.identity.tenant_allows(channel):
                 continue
             self._targeting.run(self._retarget(connection, channel, kind))
@@ -606,12 +630,14 @@ class Node:
         client_ids: Sequence[str],
         type: str = "message",  # noqa: A002 - SPEC's name for the event type
         data: Any = None,
+        *,
+        tenant: str | None = None,
     ) -> list[Event]:
         """Publish one event to each client's personal channel (every node), in one batch:
         the application resolves "clients in area 7" in its own database."""
         ids = list(dict.fromkeys(client_ids))
         return await self.publish_many(
-            [Publication(personal_channel(client_id), type, data) for client_id in ids]
+            [Publication(personal_channel(client_id, tenant), type, data) for client_id in ids]
         )
 
     async def publish_to_client(
@@ -619,9 +645,12 @@ class Node:
         client_id: str,
         type: str = "message",  # noqa: A002 - SPEC's name for the event type
         data: Any = None,
+        *,
+        tenant: str | None = None,
     ) -> Event:
-        """Publish to ``client_id``'s personal channel (all its connections, every node)."""
-        return await self.publish(personal_channel(client_id), type, data)
+        """Publish to ``client_id``'s personal channel (all its connections, every node);
+        with ``tenant``, to that tenant's client of that id."""
+        return await self.publish(personal_channel(client_id, tenant), type, data)
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -866,9 +895,12 @@ class Node:
     def connections_by_transport(self) -> dict[str, int]:
         return self.registry.by_transport()
 
-    def clients(self, client_id: str) -> Iterable[Connection]:
-        """This node's connections of ``client_id``."""
-        return self.registry.clients(client_id)
+    def clients(self, client_id: str, *, tenant: str | None = None) -> Iterable[Connection]:
+        """This node's connections of ``client_id`` (of ``tenant`` only, if given)."""
+        found = self.registry.clients(client_id)
+        if tenant is None:
+            return found
+        return [c for c in found if c.identity.tenant == tenant]
 
     async def ready(self) -> dict[str, Any]:
         """Check the store and broker; raise :class:`Unavailable` naming the one that failed.

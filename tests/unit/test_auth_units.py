@@ -587,12 +587,17 @@ def test_tenant_patterns_still_narrow_within_the_tenant() -> None:
 
 
 def test_personal_channel_is_always_ones_own() -> None:
+    # In a tenant, the personal channel is the tenant's: two tenants' "alice" are two
+    # clients, and neither hears the other's personal events.
     identity = Identity(client_id="alice", tenant="acme", subscribe=(), publish=())
-    assert identity.may_subscribe("client:alice")
-    assert not identity.may_subscribe("client:bob")
-    assert not identity.may_subscribe("client:alice2")
+    assert identity.may_subscribe("tenant:acme/client:alice")
+    assert not identity.may_subscribe("client:alice")
+    assert not identity.may_subscribe("tenant:other/client:alice")
+    assert not identity.may_subscribe("tenant:acme/client:bob")
     # Receiving it does not mean publishing to it.
-    assert not identity.may_publish("client:alice")
+    assert not identity.may_publish("tenant:acme/client:alice")
+    plain = Identity(client_id="alice", subscribe=(), publish=())
+    assert plain.may_subscribe("client:alice") and not plain.may_subscribe("client:alice2")
 
 
 def test_open_mode_identity_may_do_anything() -> None:

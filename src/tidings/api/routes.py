@@ -166,6 +166,8 @@ def build_router(hub: Node) -> APIRouter:
         elif not identity.may_publish(validate_channel(channel)):
             raise Forbidden(f"not allowed to publish to {channel!r}")
         entries = await hub.scheduled(channel=channel, limit=limit)
+        if identity.tenant is not None:  # an admin of one tenant sees that tenant's
+            entries = [e for e in entries if identity.tenant_allows(e.channel)]
         return _json({"scheduled": [entry.to_dict() for entry in entries]})
 
     @router.delete(
@@ -253,9 +255,12 @@ def build_router(hub: Node) -> APIRouter:
         summary="Channels with subscribers or history",
     )
     async def channels(
-        limit: int = Query(1000, ge=1, le=10_000), _: Identity = Depends(admin)
+        limit: int = Query(1000, ge=1, le=10_000), who: Identity = Depends(admin)
     ) -> Response:
-        return _json({"channels": await hub.channels(limit=limit)})
+        found = await hub.channels(limit=limit)
+        if who.tenant is not None:  # an admin of one tenant sees that tenant's
+            found = [c for c in found if who.tenant_allows(c["channel"])]
+        return _json({"channels": found})
 
     @router.get(
         "/api/v1/connections",
@@ -263,8 +268,13 @@ def build_router(hub: Node) -> APIRouter:
         tags=["admin"],
         summary="Live connections",
     )
-    async def connections(_: Identity = Depends(admin)) -> Response:
-        return _json({"connections": [c.info() for c in hub.connections.values()]})
+    async def connections(who: Identity = Depends(admin)) -> Response:
+        mine = [
+            c.info()
+            for c in hub.connections.values()
+            if who.tenant is None or c.identity.tenant == who.tenant
+        ]
+        return _json({"connections": mine})
 
     @router.post(
         "/api/v1/clients/{client_id}/events",
@@ -273,9 +283,9 @@ def build_router(hub: Node) -> APIRouter:
         summary="Publish to one client's personal channel (all its connections)",
     )
     async def client_event(
-        client_id: str, body: ClientEventRequest, _: Identity = Depends(admin)
+        client_id: str, body: ClientEventRequest, who: Identity = Depends(admin)
     ) -> Response:
-        event = await hub.publish_to_client(client_id, body.type, body.data)
+        event = await hub.publish_to_client(client_id, body.type, body.data, tenant=who.tenant)
         return _json(event.to_dict(), 201)
 
     @router.post(
@@ -284,8 +294,10 @@ def build_router(hub: Node) -> APIRouter:
         tags=["clients"],
         summary="Publish one event to each listed client's personal channel",
     )
-    async def clients_event(body: ClientsEventRequest, _: Identity = Depends(admin)) -> Response:
-        events = await hub.publish_to_clients(body.client_ids, body.type, body.data)
+    async def clients_event(body: ClientsEventRequest, who: Identity = Depends(admin)) -> Response:
+        events = await hub.publish_to_clients(
+            body.client_ids, body.type, body.data, tenant=who.tenant
+        )
         return _json({"events": [event.to_dict() for event in events]}, 201)
 
     @router.post(
@@ -295,11 +307,11 @@ def build_router(hub: Node) -> APIRouter:
         summary="Disconnect every connection of a client, on every node; optionally revoke",
     )
     async def client_disconnect(
-        client_id: str, body: DisconnectRequest, _: Identity = Depends(admin)
+        client_id: str, body: DisconnectRequest, who: Identity = Depends(admin)
     ) -> Response:
         event = (body.event.type, body.event.data) if body.event is not None else None
         published = await hub.disconnect_client(
-            client_id, body.reason, revoke=body.revoke, event=event
+            client_id, body.reason, revoke=body.revoke, event=event, tenant=who.tenant
         )
         answer: dict[str, Any] = {"client_id": client_id, "reason": body.reason}
         answer["revoke"] = body.revoke
@@ -314,9 +326,9 @@ def build_router(hub: Node) -> APIRouter:
         summary="Subscribe every connection of a client, on every node, to a channel",
     )
     async def client_subscribe(
-        client_id: str, body: ClientChannelRequest, _: Identity = Depends(admin)
+        client_id: str, body: ClientChannelRequest, who: Identity = Depends(admin)
     ) -> Response:
-        await hub.subscribe_client(client_id, body.channel)
+        await hub.subscribe_client(client_id, body.channel, tenant=who.tenant)
         return _json({"client_id": client_id, "channel": body.channel, "subscribed": True}, 202)
 
     @router.post(
@@ -326,9 +338,9 @@ def build_router(hub: Node) -> APIRouter:
         summary="Unsubscribe every connection of a client, on every node, from a channel",
     )
     async def client_unsubscribe(
-        client_id: str, body: ClientChannelRequest, _: Identity = Depends(admin)
+        client_id: str, body: ClientChannelRequest, who: Identity = Depends(admin)
     ) -> Response:
-        await hub.unsubscribe_client(client_id, body.channel)
+        await hub.unsubscribe_client(client_id, body.channel, tenant=who.tenant)
         return _json({"client_id": client_id, "channel": body.channel, "subscribed": False}, 202)
 
     @router.get(

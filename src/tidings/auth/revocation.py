@@ -26,11 +26,14 @@ class Revocations:
         self,
         client_id: str,
         *,
+        tenant: str | None = None,
         token_ids: Iterable[str] = (),
         until: float,
         at: float | None = None,
     ) -> None:
-        """Refuse ``client_id``'s tokens issued up to ``at`` (default now) until ``until``."""
+        """Refuse the tokens of ``client_id`` (of ``tenant``: two tenants' "alice" are
+        two clients) issued up to ``at`` (default now) until ``until``."""
+        client_id = _key(client_id, tenant)
         at = self._clock() if at is None else at
         for token_id in token_ids:
             self._tokens[token_id] = max(until, self._tokens.get(token_id, 0.0))
@@ -44,7 +47,7 @@ class Revocations:
         self._prune(now)
         if identity.token_id is not None and identity.token_id in self._tokens:
             return True
-        entry = self._clients.get(identity.client_id or "")
+        entry = self._clients.get(_key(identity.client_id or "", identity.tenant))
         if entry is None:
             return False
         revoked_at, _ = entry
@@ -59,3 +62,7 @@ class Revocations:
 
     def __len__(self) -> int:
         return len(self._tokens) + len(self._clients)
+
+
+def _key(client_id: str, tenant: str | None) -> str:
+    return client_id if tenant is None else f"{tenant}\n{client_id}"

@@ -65,6 +65,9 @@ def channel_matches(channel: str, pattern: str) -> bool:
     return fnmatchcase(channel, pattern)
 
 
-def personal_channel(client_id: str) -> str:
-    """The personal channel every authenticated connection of ``client_id`` joins."""
+def personal_channel(client_id: str, tenant: str | None = None) -> str:
+    """The personal channel every authenticated connection of ``client_id`` joins: in a
+    tenant, ``tenant:<t>/client:<id>`` (two tenants' "alice" are two clients)."""
+    if tenant is not None:
+        return f"tenant:{tenant}/client:{client_id}"
     return f"client:{client_id}"
