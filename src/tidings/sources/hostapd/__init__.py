@@ -96,7 +96,10 @@ def parse_url(url: str) -> HostapdOptions:
         raise ValueError("from is start (read the whole log) or end (only new lines)")
     interface = query.get("interface") or None
     if interface is not None:
-        validate_channel(f"network:{interface}")
+        try:
+            validate_channel(f"network:{interface}")
+        except TidingsError:
+            raise ValueError(f"interface {interface!r} is not an interface name") from None
     return HostapdOptions(
         path, query.get("leases") or None, interface, flap_window, poll, start == "start"
     )

@@ -147,6 +147,7 @@ class Stations:
         self.flaps = 0
         #: Lines that named no interface, for a station seen nowhere, without a default.
         self.unattributed = 0
+        self._last_interface: str | None = None
 
     def stations(self, interface: str) -> list[Station]:
         """The stations of ``interface`` that are connected or on their way."""
@@ -168,7 +169,7 @@ class Stations:
         """Report the disconnects whose flap window is over."""
         out: list[Output] = []
         for interface in self.interfaces.values():
-            for station in interface.stations.values():
+            for station in list(interface.stations.values()):
                 left = station.leaving_at
                 if left is not None and now - left >= self.flap_window:
                     out.append(self._disconnected(station, left))
@@ -178,13 +179,17 @@ class Stations:
 
     def _interface_of(self, line: LogLine) -> str | None:
         if line.interface is not None:
+            self._last_interface = line.interface
             return line.interface
         if line.mac is not None:
             # OpenWrt writes EAPOL-4WAY-HS-COMPLETED without the interface.
             for name, interface in self.interfaces.items():
                 if line.mac in interface.stations:
                     return name
-        return self.default_interface
+            return self.default_interface
+        # An error that names no interface ("Failed to set beacon parameters") is about
+        # the one configured, else the one the log spoke of last.
+        return self.default_interface or self._last_interface
 
     def _station(self, name: str, line: LogLine, now: float) -> list[Output]:
         assert line.mac is not None
