@@ -90,7 +90,7 @@ class Settings(BaseModel):
         (),
         description=(
             "where the hub consumes events from: `postgres://…` (a transactional outbox "
-            "table, docs/outbox.md)"
+            "table, docs/outbox.md), `hostapd:///path/to/log` (docs/sources.md)"
         ),
     )
     history_size: int = Field(100, ge=0, le=1_000_000, description="events kept per channel")
