@@ -70,7 +70,12 @@ class Hub(Node):
         return build_app(self.streams)
 
     def sse_route(
-        self, path: str, *, channels: Sequence[str] = (), message: MessageMode = "full"
+        self,
+        path: str,
+        *,
+        channels: Sequence[str] = (),
+        message: MessageMode = "full",
+        backfill: int = 0,
     ) -> Route:
         """An SSE stream at the application's own ``path``, for ``app.routes.append``.
 
@@ -81,8 +86,10 @@ class Hub(Node):
 
         Admission, authorisation and resume are those of ``/api/v1/events`` (clients may
         add ``?channel=``); ``message="data"`` puts only each event's data in its frame.
+        ``backfill=N`` starts a client that brings no resume position ``N`` events back
+        in each channel's history (``?backfill=`` overrides it).
         """
-        route = check_route(StreamRoute(path, "sse", tuple(channels), message))
+        route = check_route(StreamRoute(path, "sse", tuple(channels), message, backfill))
         found = stream_route(self.streams, route, lazy=True)
         assert isinstance(found, Route)
         return found

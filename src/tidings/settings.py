@@ -53,10 +53,16 @@ class RouteSetting(BaseModel):
     message: Literal["full", "data"] = Field(
         "full", description="`full`: the event object; `data`: only the event's data"
     )
+    backfill: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="SSE: past events a client without a resume position gets first",
+    )
 
     def route(self) -> StreamRoute:
         """The route this table describes."""
-        return StreamRoute(self.path, self.transport, self.channels, self.message)
+        return StreamRoute(self.path, self.transport, self.channels, self.message, self.backfill)
 
     @model_validator(mode="after")
     def _servable(self) -> RouteSetting:
@@ -84,7 +90,7 @@ class Settings(BaseModel):
         (),
         description=(
             "where the hub consumes events from: `postgres://…` (a transactional outbox "
-            "table, docs/outbox.md)"
+            "table, docs/outbox.md), `hostapd:///path/to/log` (docs/sources.md)"
         ),
     )
     history_size: int = Field(100, ge=0, le=1_000_000, description="events kept per channel")

@@ -171,3 +171,36 @@ async def test_tidings_serve_reads_routes_from_the_toml_file(tmp_path: Path) -> 
     finally:
         node.stop()
         node.close()
+
+
+async def test_backfill_gives_a_fresh_sse_client_the_newest_events_first() -> None:
+    """``backfill`` (a route's default, or ``?backfill=``): a client without a resume
+    position starts that many events back, then follows live, without a gap or a double."""
+    route = {**ROUTES[0], "backfill": 3}
+    async with running_hub(routes=[route]) as served, httpx.AsyncClient(timeout=10) as http:
+        ids = [await _publish(http, served.url, "network:7", {"n": n}) for n in range(5)]
+        async with aconnect_sse(http, "GET", served.url + "/api/v1/interface/7/events") as sse:
+            events = sse.aiter_sse()
+            got = [await next_event(events) for _ in range(3)]
+            assert [e.id for e in got] == ids[2:]
+            live = await _publish(http, served.url, "network:7", {"n": 5})
+            assert (await next_event(events)).id == live
+        # On the hub's own stream, by query; more than history holds gives all of it.
+        url = served.url + "/api/v1/events?channel=network:7&backfill=100"
+        async with aconnect_sse(http, "GET", url) as sse:
+            events = sse.aiter_sse()
+            got = [await next_event(events) for _ in range(6)]
+            assert [e.id for e in got] == [*ids, live]
+        # A resume position wins over backfill; ?backfill=0 turns the route's off.
+        headers = {"Last-Event-ID": ids[3]}
+        url = served.url + "/api/v1/interface/7/events"
+        async with aconnect_sse(http, "GET", url, headers=headers) as sse:
+            events = sse.aiter_sse()
+            assert [(await next_event(events)).id for _ in range(2)] == [ids[4], live]
+        async with aconnect_sse(http, "GET", url + "?backfill=0") as sse:
+            events = sse.aiter_sse()
+            newest = await _publish(http, served.url, "network:7", {"n": 6})
+            assert (await next_event(events)).id == newest
+        for bad in ["-1", "x", "10001"]:
+            refused = await http.get(url, params={"backfill": bad})
+            assert refused.status_code == 400 and "invalid_backfill" in refused.text

@@ -36,6 +36,8 @@ class StreamRoute:
     #: Channel templates: ``{name}`` is the path parameter ``name``.
     channels: tuple[str, ...] = ()
     message: MessageMode = "full"
+    #: SSE: how many past events a client without a resume position gets first.
+    backfill: int = 0
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -68,6 +70,8 @@ def check_route(route: StreamRoute) -> StreamRoute:
     """``route`` if it can serve requests; :class:`ValueError` saying why not."""
     if not route.path.startswith("/"):
         raise ValueError(f"route path {route.path!r} must start with /")
+    if not 0 <= route.backfill <= 10_000:
+        raise ValueError(f"route {route.path!r}: backfill must be between 0 and 10000 events")
     params = set(route.params)
     for template in route.channels:
         unknown = [name for name, _ in _PARAM.findall(template) if name not in params]

@@ -11,6 +11,8 @@ that each kind needs only its own extra:
 
 * ``postgres://…`` / ``postgresql://…``: a transactional outbox table in the application's
   PostgreSQL database (:mod:`tidings.sources.postgres`, extra ``postgres``).
+* ``hostapd:///path/to/hostapd.log?leases=…``: a Wi-Fi access point's log, its stations
+  connecting and leaving (:mod:`tidings.sources.hostapd`, no extra).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tidings.sources.base import Sink, Source
 __all__ = ["SCHEMES", "Sink", "Source", "check_source_url", "source_from_url"]
 
 #: The URL schemes ``--source`` accepts.
-SCHEMES = ("postgres", "postgresql")
+SCHEMES = ("postgres", "postgresql", "hostapd")
 
 
 def _scheme(url: str) -> str:
@@ -36,17 +38,25 @@ def check_source_url(url: str) -> str:
     if scheme not in SCHEMES:
         raise ValueError(
             f"unknown source scheme {scheme!r}: use postgres://user@host/db?table=tidings_outbox"
+            " or hostapd:///var/log/hostapd.log"
         )
     if scheme in ("postgres", "postgresql"):
         from tidings.sources.postgres import parse_url
 
         parse_url(url)
+    if scheme == "hostapd":
+        from tidings.sources.hostapd import parse_url as parse_hostapd_url
+
+        parse_hostapd_url(url)
     return url
 
 
 def source_from_url(url: str) -> Source:
     """Build the source ``url`` names."""
-    check_source_url(url)
+    if check_source_url(url).lower().startswith("hostapd:"):
+        from tidings.sources.hostapd import HostapdSource
+
+        return HostapdSource(url)
     from tidings.sources.postgres import PostgresOutbox
 
     return PostgresOutbox(url)

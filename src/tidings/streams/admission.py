@@ -34,6 +34,8 @@ __all__ = [
 
 #: A Last-Event-ID longer than this is refused before it is decoded.
 MAX_LAST_EVENT_ID = 64 * 1024
+#: The most events ``?backfill=`` may ask for (history holds at most ``history_size``).
+MAX_BACKFILL = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class StreamRequest:
     plain: bool
     #: What an event frame carries (the route's ``message``).
     message: MessageMode = "full"
+    #: Without a resume position, start this many events back in each channel's history.
+    backfill: int = 0
 
 
 def read_stream_request(facts: RequestFacts, route: StreamRoute) -> StreamRequest:
@@ -67,9 +71,19 @@ def read_stream_request(facts: RequestFacts, route: StreamRoute) -> StreamReques
     plain = any(key == "plain" and value not in ("", "0", "false") for key, value in query)
     if last_event_id is not None and not last_event_id.strip():
         last_event_id = None  # an empty Last-Event-ID is no position, not an unknown one
+    backfill = route.backfill
+    for key, value in query:
+        if key == "backfill":
+            if not value.isascii() or not value.isdigit() or int(value) > MAX_BACKFILL:
+                raise BadRequest(
+                    f"backfill is a number of events, 0 to {MAX_BACKFILL}", code="invalid_backfill"
+                )
+            backfill = int(value)
     if last_event_id is not None and len(last_event_id) > MAX_LAST_EVENT_ID:
         raise BadRequest("Last-Event-ID is too long", code="invalid_last_event_id")
-    return StreamRequest(tuple(dict.fromkeys(channels)), types, last_event_id, plain, route.message)
+    return StreamRequest(
+        tuple(dict.fromkeys(channels)), types, last_event_id, plain, route.message, backfill
+    )
 
 
 def check_origin(node: Node, facts: RequestFacts) -> None:

@@ -15,6 +15,7 @@ import time
 
 from tidings.core import sse
 from tidings.core.cursor import decode_cursor
+from tidings.core.events import Position
 from tidings.core.request import RequestFacts
 from tidings.core.routes import StreamRoute
 from tidings.core.session import Frame
@@ -86,12 +87,12 @@ class SSEStream(Stream[Outlet]):
         connection = self.connection
         assert connection is not None
         channels = request.channels
-        since = (
-            decode_cursor(request.last_event_id, channels)
-            if request.last_event_id is not None
-            else dict.fromkeys(channels)
-        )
+        since: dict[str, str | None] = dict.fromkeys(channels)
+        if request.last_event_id is not None:
+            since.update(decode_cursor(request.last_event_id, channels))
         try:
+            if request.last_event_id is None and request.backfill:
+                await self._backfill(since, request.backfill)
             for channel in channels:
                 await self.node.subscribe(
                     connection, channel, types=request.types, since=since[channel]
@@ -101,6 +102,15 @@ class SSEStream(Stream[Outlet]):
         finally:
             self._task = None
         connection.session.mark_position()
+
+    async def _backfill(self, since: dict[str, str | None], count: int) -> None:
+        # Resume from just before the newest `count` events: the subscription then
+        # delivers them, and whatever is published meanwhile, exactly once.
+        for channel in since:
+            page = await self.node.history(channel, limit=count)
+            if page.events:
+                first = page.events[0].position
+                since[channel] = str(Position(first.epoch, first.offset - 1))
 
     def sent(self) -> None:
         self.last_write = time.monotonic()
