@@ -139,11 +139,12 @@ def create_app(
         return {"jobs": [job.describe() for job in runner.jobs(operator(request).tenant or "")]}
 
     @app.post("/api/jobs", status_code=201)
-    async def start_job(request: Request, body: JobIn) -> dict[str, Any]:
+    async def start_job(request: Request, body: JobIn | None = None) -> dict[str, Any]:
         identity = operator(request)
         if not identity.may_command("job.cancel"):
             raise Forbidden("only operators who may run jobs start them")
         assert identity.tenant is not None
+        body = body or JobIn()
         job = await runner.start(identity.tenant, body.kind, body.target, identity.client_id or "?")
         return job.describe()
 
