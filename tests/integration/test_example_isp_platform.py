@@ -122,6 +122,7 @@ async def test_asyncapi_document_is_valid_and_lists_the_24_types() -> None:
         *CATALOGUE,
     }
     assert {"jwtQuery", "jwtBearer", "jwtCookie"} <= set(document["components"]["securitySchemes"])
+    assert document["servers"]["websocket"]["pathname"] == "/realtime/ws"
 
 
 def test_checked_in_typescript_is_what_the_catalogue_generates() -> None:
