@@ -16,9 +16,10 @@ import httpx
 import jsonschema
 import pytest
 import websockets
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from tests.servers import HubProcess, running_hub, start_process
+from tests.servers import HubProcess, running_app, running_hub, start_process
 from tidings.hub import Hub, Publication
 from tidings.settings import Settings
 from tidings.typed import InvalidEventData, UnknownEventType
@@ -283,6 +284,26 @@ async def test_asyncapi_of_a_hub_without_types() -> None:
         assert f"control.{control}" in messages
     assert document["channels"]["events"]["address"] == "{channel}"
     assert {"jwtQuery", "jwtBearer", "apiKey"} <= set(document["components"]["securitySchemes"])
+    assert document["servers"]["sse"]["pathname"] == "/api/v1/events"
+    assert document["servers"]["websocket"]["pathname"] == "/ws"
+
+
+async def test_asyncapi_of_a_mounted_hub_names_the_paths_under_its_mount() -> None:
+    hub = typed_hub()
+    app = FastAPI()
+    app.mount("/realtime", hub.asgi_app())
+    async with (
+        running_app(app) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+    ):
+        document = (await http.get("/realtime/asyncapi.json")).json()
+        servers = document["servers"]
+        assert servers["sse"]["pathname"] == "/realtime/api/v1/events"
+        assert servers["websocket"]["pathname"] == "/realtime/ws"
+        assert_valid_asyncapi(document)
+        # Where the document says the stream is, there it is.
+        async with http.stream("GET", f"{servers['sse']['pathname']}?channel=x") as stream:
+            assert stream.status_code == 200
 
 
 async def test_asyncapi_of_a_hub_with_pydantic_types() -> None:

@@ -228,17 +228,19 @@ def _type_schemas(event: EventType) -> dict[str, Any]:
 
 
 def asyncapi_document(
-    settings: Settings, event_types: EventTypes, *, host: str | None = None
+    settings: Settings, event_types: EventTypes, *, host: str | None = None, root_path: str = ""
 ) -> dict[str, Any]:
     """The AsyncAPI 3.0.0 document of a hub with these settings and event types;
-    ``host`` (``name:port``) is where clients reach it (default: the listen address)."""
+    ``host`` (``name:port``) is where clients reach it (default: the listen address),
+    ``root_path`` the path the hub is mounted at in an application (``/realtime``)."""
     where = host or f"{settings.host}:{settings.port}"
+    root = root_path.rstrip("/")
     security = [] if settings.open_mode else _SERVER_SECURITY
     servers = {
         "sse": {
             "host": where,
             "protocol": "sse",
-            "pathname": "/api/v1/events",
+            "pathname": f"{root}/api/v1/events",
             "title": "Server-Sent Events",
             "description": (
                 "`GET /api/v1/events?channel=A&channel=B&type=T`: one `event:` frame per "
@@ -250,7 +252,7 @@ def asyncapi_document(
         "websocket": {
             "host": where,
             "protocol": "ws",
-            "pathname": "/ws",
+            "pathname": f"{root}/ws",
             "title": "WebSocket",
             "description": "JSON messages, each with a `type` (SPEC §5).",
             "security": security,

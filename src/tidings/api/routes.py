@@ -363,7 +363,15 @@ def build_router(hub: Node) -> APIRouter:
         summary="AsyncAPI 3.0.0 document of the hub's streams, channels and event types",
     )
     async def asyncapi(request: Request) -> Response:
-        return _json(asyncapi_document(settings, hub.event_types, host=request.headers.get("host")))
+        # Mounted in an application (`app.mount("/realtime", …)`), the streams are under
+        # the mount's path: the document says where clients really connect.
+        document = asyncapi_document(
+            settings,
+            hub.event_types,
+            host=request.headers.get("host"),
+            root_path=request.scope.get("root_path", ""),
+        )
+        return _json(document)
 
     @router.get("/health", tags=["operations"], summary="Liveness")
     async def health() -> Response:
