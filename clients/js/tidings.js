@@ -78,6 +78,20 @@ export function refreshDelay(expiresAt, now, lead = 30000, floor = 1000) {
   return Math.max(left - before, floor);
 }
 
+/**
+ * Whether event id (a position, `<epoch>-<offset>`) `id` is at or before `known` in the
+ * same history: an event the client already has. Different epochs compare as new.
+ */
+function notAfter(id, known) {
+  if (!known || typeof id !== "string") return false;
+  const a = id.lastIndexOf("-");
+  const b = known.lastIndexOf("-");
+  if (a < 0 || b < 0 || id.slice(0, a) !== known.slice(0, b)) return false;
+  const offset = Number(id.slice(a + 1));
+  const knownOffset = Number(known.slice(b + 1));
+  return Number.isFinite(offset) && Number.isFinite(knownOffset) && offset <= knownOffset;
+}
+
 /** Per-channel positions held by an SSE cursor (`pos` or `ch;pos,ch;pos`). */
 export function parseCursor(cursor, channels) {
   const positions = new Map();
@@ -324,7 +338,9 @@ export class TidingsClient {
 
   _dispatch(event) {
     const channel = event.channel;
-    if (!this._subscriptions.has(channel)) return; // e.g. the personal channel nobody asked for
+    // At or before where this channel stands: already delivered (a channel the server
+    // subscribed this connection to, then subscribed again with `since`): dropped.
+    if (notAfter(event.id, this._positions.get(channel))) return;
     this._positions.set(channel, event.id);
     const call = (handler) => {
       try {
@@ -333,7 +349,9 @@ export class TidingsClient {
         this._emit("error", error);
       }
     };
-    for (const entry of [...this._subscriptions.get(channel)]) {
+    // Channels the server chose (the personal channel, automatic channels, server-side
+    // subscriptions) have no entries here: their events reach the `on(type)` handlers.
+    for (const entry of [...(this._subscriptions.get(channel) ?? [])]) {
       if (entry.handler && (!entry.types || entry.types.includes("*") || entry.types.includes(event.type))) {
         call(entry.handler);
       }
@@ -825,13 +843,6 @@ export class TidingsClient {
       // the cursor stays at the last event handled and the next stream resumes there.
       if (conn.closed) return;
       if (line === "") {
-        if (frame.id !== null) {
-          this._sseCursor = frame.id;
-          this._sseCursorKey = key;
-          for (const [channel, position] of parseCursor(frame.id, conn.channels)) {
-            if (this._subscriptions.has(channel) && position) this._positions.set(channel, position);
-          }
-        }
         if (frame.data.length) {
           const text = frame.data.join("\n");
           const type = frame.event ?? "message";
@@ -845,6 +856,15 @@ export class TidingsClient {
             if (type === "reset") this._reset(payload);
             else if (type === "disconnect") disconnect = payload;
             else if (type !== "position") this._dispatch(payload);
+          }
+        }
+        // After the frame's event: the cursor includes it, and an event at or before a
+        // known position is one already delivered.
+        if (frame.id !== null) {
+          this._sseCursor = frame.id;
+          this._sseCursorKey = key;
+          for (const [channel, position] of parseCursor(frame.id, conn.channels)) {
+            if (this._subscriptions.has(channel) && position) this._positions.set(channel, position);
           }
         }
         frame = { id: null, event: null, data: [] };
