@@ -181,6 +181,11 @@ def create_app(
         async with hub:
             yield
 
+    def token_for(client_id: str) -> str:
+        # Its personal channel needs no pattern; `broadcast` is joined at connect anyway,
+        # the pattern lets a browser client also subscribe to it by name (and resume it).
+        return mint_token(secret, sub=client_id, ttl=TOKEN_TTL, channels=[BROADCAST])
+
     app = FastAPI(title="Home-automation area manager", lifespan=lifespan)
     app.state.hub = hub
     app.state.home = home
@@ -196,7 +201,7 @@ def create_app(
         """Register a client (idempotent) and give it a token for the hub."""
         with home.db() as db:
             db.execute("INSERT OR IGNORE INTO clients (id) VALUES (?)", (body.client_id,))
-        return {"client_id": body.client_id, "token": mint_token(secret, sub=body.client_id)}
+        return {"client_id": body.client_id, "token": token_for(body.client_id)}
 
     @app.delete("/api/clients/{client_id}", status_code=204)
     async def revoke_client(client_id: str) -> None:
@@ -239,7 +244,7 @@ def create_app(
         await home.notify_client(
             pairer[0], "pairing_completed", {"code": code, "client_id": body.client_id}
         )
-        return {"client_id": body.client_id, "token": mint_token(secret, sub=body.client_id)}
+        return {"client_id": body.client_id, "token": token_for(body.client_id)}
 
     # -- areas -----------------------------------------------------------------------------
 
