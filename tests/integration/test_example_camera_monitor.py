@@ -153,6 +153,20 @@ def test_broadcast_failure_never_fails_creation(tmp_path: Path) -> None:
     assert [e["label"] for e in manager.events_since(0, 10)] == ["person", "dog"]
 
 
+@pytest.mark.timeout(60)
+def test_its_bench_measures_creation_to_delivery() -> None:
+    """The README's latency figures come from this script: a tiny run of it must deliver
+    every event created over ``POST /api/events`` to every ``/ws/events`` subscriber."""
+    command = [sys.executable, "-m", "examples.camera_monitor.bench", "--subscribers", "3"]
+    command += ["--events", "5", "--rate", "100", "--baseline", "", "--json"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=55, check=False)
+    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
+    [result] = json.loads(completed.stdout)["results"]
+    assert (result["server"], result["connected"]) == ("camera_monitor", 3)
+    assert (result["delivered"], result["publish_failures"]) == (15, 0)
+    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["max"]
+
+
 def test_database_path_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
