@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from tidings.bench.load import find_stamp
+from tidings.bench.publisher import body_maker
 from tidings.bench.sse import ChunkedDecoder, FrameSplitter, data_lines, parse_head
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +112,17 @@ def test_bench_end_to_end_json() -> None:
         ("handrolled", "tidings", "sse"),
     }
     assert all(r["cpu_us_per_delivery"] > 0 for r in ratios)
+
+
+def test_publish_body_from_an_application_template() -> None:
+    data = {"seq": 1, "t": 17}
+    hub_body = body_maker("bench", None)(data)
+    assert orjson.loads(hub_body) == {"channel": "bench", "type": "bench", "data": data}
+    template = '{"camera_id": "c", "details": "$data", "n": 1}'
+    assert orjson.loads(body_maker("bench", template)(data)) == {
+        "camera_id": "c",
+        "details": data,
+        "n": 1,
+    }
+    with pytest.raises(ValueError, match="no"):
+        body_maker("bench", '{"data": 1}')

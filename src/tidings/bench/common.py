@@ -111,7 +111,7 @@ async def serve(
     with _server(changed, subscribers) as (process, port):
         if pair:
             procstat.pin(process.pid, pair[0])
-        await _wait_healthy(process, port)
+        await _wait_healthy(process, port, changed.health_path)
         if pair:  # threads the server started while booting
             procstat.pin(process.pid, pair[0])
         yield Served(process.pid, port, pair is not None)

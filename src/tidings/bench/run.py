@@ -144,7 +144,7 @@ def _server(target: Target, subscribers: int) -> Iterator[tuple[subprocess.Popen
             process.stderr.close()
 
 
-async def _wait_healthy(process: subprocess.Popen[bytes], port: int) -> None:
+async def _wait_healthy(process: subprocess.Popen[bytes], port: int, path: str) -> None:
     deadline = time.monotonic() + 30
     async with httpx.AsyncClient(timeout=1) as client:
         while time.monotonic() < deadline:
@@ -152,13 +152,16 @@ async def _wait_healthy(process: subprocess.Popen[bytes], port: int) -> None:
                 err = process.stderr.read().decode(errors="replace") if process.stderr else ""
                 raise RuntimeError(f"server exited with {process.returncode}: {err[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                if (await client.get(f"http://127.0.0.1:{port}{path}")).status_code == 200:
                     return
             await asyncio.sleep(0.05)
-    raise RuntimeError("server did not answer /health within 30 s")
+    raise RuntimeError(f"server did not answer {path} within 30 s")
 
 
-async def _publisher(port: int, config: BenchConfig) -> asyncio.subprocess.Process:
+async def _publisher(target: Target, port: int, config: BenchConfig) -> asyncio.subprocess.Process:
+    endpoint: tuple[str, ...] = ()
+    if target.publish_template is not None:
+        endpoint = (target.health_path, target.publish_path, target.publish_template)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -168,6 +171,7 @@ async def _publisher(port: int, config: BenchConfig) -> asyncio.subprocess.Proce
         str(config.events),
         str(config.rate),
         str(config.size),
+        *endpoint,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -192,15 +196,20 @@ async def run_scenario(
     with _server(target, subscribers) as (process, port):
         if pair:
             procstat.pin(process.pid, pair[0])
-        await _wait_healthy(process, port)
+        await _wait_healthy(process, port, target.health_path)
         if pair:  # threads the server started while booting
             procstat.pin(process.pid, pair[0])
         async with httpx.AsyncClient(timeout=10) as client:  # warm the publish path
+            if target.publish_template is None:
+                warmup = orjson.dumps({"channel": "warmup", "data": None})
+            else:  # the application's own endpoint (nobody is subscribed yet)
+                warmup = target.publish_template.replace('"$data"', "{}").encode()
             await client.post(
-                f"http://127.0.0.1:{port}/api/v1/publish",
-                json={"channel": "warmup", "data": None},
+                f"http://127.0.0.1:{port}{target.publish_path}",
+                content=warmup,
+                headers={"content-type": "application/json"},
             )
-        publisher = await _publisher(port, config)
+        publisher = await _publisher(target, port, config)
         await asyncio.sleep(0.3)
         rss_before = procstat.rss_bytes(process.pid)
 

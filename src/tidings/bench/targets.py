@@ -1,9 +1,12 @@
 """The servers ``tidings bench`` can measure, and how a subscriber talks to each.
 
-A :class:`Target` says how to start a server (a command line on a given port) and what
-its subscribers speak: the URL path per transport, the message that means "subscribed",
-and any handshake replies (Socket.IO's). Baselines live in the repository's
-``benchmarks/`` directory, so they need a checkout; tidings itself needs nothing more.
+A :class:`Target` says how to start a server (a command line on a given port), what its
+subscribers speak (the URL path per transport, the message that means "subscribed", any
+handshake replies: Socket.IO's) and where its health check and publish endpoint are.
+An application's own server (an example under ``examples/``) is measured by a Target of
+its own: its publish path and a body template that carries the stamped data. Baselines
+live in the repository's ``benchmarks/`` directory, so they need a checkout; tidings
+itself needs nothing more.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ class Target:
     socketio: bool = False
     needs_checkout: bool = False
     needs_module: str | None = None
+    #: Answers 200 once the server is up.
+    health_path: str = "/health"
+    #: Where the publisher POSTs each event.
+    publish_path: str = "/api/v1/publish"
+    #: JSON body with the string ``"$data"`` where the stamped data goes; ``None``: the
+    #: hub's ``{"channel": "bench", "type": "bench", "data": …}``.
+    publish_template: str | None = None
 
     def command(self, port: int, subscribers: int) -> list[str]:
         args = [sys.executable, "-m", *self.module, "--port", str(port), *self.extra_args]

@@ -4,12 +4,12 @@ A recognition pipeline reports detections to ``POST /api/events``. Each one is s
 SQLite first, then broadcast to live dashboards through the hub on channel ``events``.
 Broadcasting is best effort: it never makes creating an event fail or wait. A dashboard
 that was away asks ``GET /api/events?since_id=<last id it saw>`` for what it missed, then
-follows ``/realtime/ws/events?channel=events``.
+follows ``/ws/events``, where each message is ``{"type": "event", "data": <the event>}``.
 
 Run it from the repository root with either of::
 
-    uvicorn examples.embedded_fastapi.app:app
-    python examples/embedded_fastapi/app.py
+    uvicorn examples.camera_monitor.app:app
+    python examples/camera_monitor/app.py
 
 Environment (read here, at the edge, and nowhere else):
 ``MONITOR_DB`` (SQLite file; default ``tidings-monitor.db`` in the temp directory),
@@ -160,8 +160,10 @@ def create_app(db_path: str | None = None, settings: Settings | None = None) -> 
     ) -> dict[str, Any]:
         return {"events": manager.events_since(since_id, limit)}
 
-    # SSE at /realtime/api/v1/events, WebSocket at /realtime/ws/events, history and
-    # the dashboard under /realtime/ too.
+    # The dashboards' socket, at the app's own path: every client follows `events`, and
+    # each message carries the app's event itself at `data` (message="data").
+    app.routes.append(hub.websocket_route("/ws/events", channels=[CHANNEL], message="data"))
+    # The hub's own endpoints (SSE, history, health, its dashboard) under /realtime.
     app.mount("/realtime", hub.asgi_app())
     return app
 
