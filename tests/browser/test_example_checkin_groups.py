@@ -1,6 +1,6 @@
 """Acceptance scenario 5 (SPEC §11) in a real Chromium: the check-in page of
 ``examples/checkin_groups``, started with the command in its README, follows its group
-with 3-second tokens from a token function. While the app's token endpoint is
+with 2-second tokens from a token function. While the app's token endpoint is
 unreachable, the token expires and the hub closes the stream (``token_expired``); the
 page reconnects with a fresh token once it can, and shows every numbered event
 published before, during and after the outage exactly once, in order."""
@@ -103,7 +103,7 @@ class Publisher(threading.Thread):
 
 
 def test_page_resumes_without_loss_after_its_token_expired(browser: Any, tmp_path: Path) -> None:
-    with running_example(tmp_path, token_ttl=3) as base:
+    with running_example(tmp_path, token_ttl=2) as base:
         page = browser.new_page()
         outage = threading.Event()
 
