@@ -39,7 +39,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from tidings import Hub, Settings
+from tidings import Hub, Identity, Settings
 from tidings.auth.tokens import mint_token
 from tidings.settings import load_settings
 
@@ -253,7 +253,7 @@ def create_app(
     for name in ACTIVITY_EVENTS:
         hub.event_type(name, ActivityNotice, channels=["group:*"])
 
-    async def supervisor_groups(identity: Any, request: Mapping[str, Any]) -> dict[str, Any]:
+    async def supervisor_groups(identity: Identity, request: Mapping[str, Any]) -> dict[str, Any]:
         """The connect hook: the supervisor's active groups, read at every connect."""
         groups = await asyncio.to_thread(school.active_groups, identity.client_id or "")
         if not groups:

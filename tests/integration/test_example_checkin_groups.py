@@ -29,8 +29,8 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.servers import free_port, running_app
 from tests.sse_support import next_event
+from tidings import Publication
 from tidings.auth.tokens import mint_token
-from tidings.core.events import Publication
 from tidings.errors import TidingsError
 from tidings.settings import load_settings
 
