@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +15,7 @@ import httpx
 from examples.ap_manager.app import create_app
 from httpx_sse import aconnect_sse
 
+from tests.examples_support import run_example
 from tests.servers import free_port, running_app
 from tests.sse_support import next_event
 
@@ -127,34 +125,15 @@ def test_runs_as_documented(tmp_path: Path) -> None:
         "--leases",
         "tests/data/hostapd/dnsmasq.leases",
     ]
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                response = httpx.get(
-                    f"http://127.0.0.1:{port}/api/v1/interface/wlan0/clients", timeout=1
-                )
-                if response.json()["clients"]:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the example did not start in 20 s"
-            time.sleep(0.05)
-        clients = {client["mac"]: client for client in response.json()["clients"]}
+    url = f"http://127.0.0.1:{port}/api/v1/interface/wlan0/clients"
+
+    def listed() -> list[dict[str, str]]:
+        found: list[dict[str, str]] = httpx.get(url, timeout=1).json()["clients"]
+        if not found:
+            raise httpx.TransportError("the log is not read yet")
+        return found
+
+    with run_example(command, tmp_path / "server.log", ready=listed):
+        clients = {client["mac"]: client for client in listed()}
         assert clients[PHONE]["hostname"] == "pixel-7"
         assert clients[PHONE]["state"] == "associated"
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    output = log_path.read_text()
-    assert process.returncode in (0, -signal.SIGTERM), output
-    assert "Traceback" not in output

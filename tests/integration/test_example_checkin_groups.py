@@ -10,9 +10,7 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +25,7 @@ from fastapi import FastAPI
 from httpx_sse import ServerSentEvent, aconnect_sse
 from websockets.asyncio.client import ClientConnection
 
+from tests.examples_support import run_example
 from tests.servers import free_port, running_app
 from tests.sse_support import next_event
 from tidings import Publication
@@ -325,38 +324,13 @@ def test_runs_as_documented(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "CHECKIN_DB": str(tmp_path / "school.db"), "CHECKIN_PORT": str(port)}
     env.pop("TIDINGS_JWT_SECRET", None)
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "examples/checkin_groups/app.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                token = httpx.get(f"{base}/api/token?supervisor=ann", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the example did not start in 20 s"
-                time.sleep(0.05)
+    command = [sys.executable, "examples/checkin_groups/app.py"]
+    with run_example(
+        command, tmp_path / "server.log", env=env, ready=lambda: httpx.get(base, timeout=1)
+    ):
+        token = httpx.get(f"{base}/api/token?supervisor=ann", timeout=5)
         assert token.status_code == 200, token.text
         assert httpx.get(base + "/", timeout=5).text.startswith("<!doctype html>")
         assert httpx.get(base + "/realtime/static/tidings.js", timeout=5).status_code == 200
         assert httpx.post(f"{base}/api/students/1/checkin", timeout=5).status_code == 200
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    output = log_path.read_text()
-    assert process.returncode in (0, -signal.SIGTERM), output
-    assert "Traceback" not in output

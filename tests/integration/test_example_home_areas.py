@@ -7,10 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from tests.examples_support import run_example
 from tests.servers import free_port, running_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -217,37 +215,12 @@ async def test_eleventh_connection_in_a_minute_from_one_ip_is_refused(tmp_path: 
 def test_runs_as_documented_and_serves_its_test_page(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "HOME_AREAS_DB": str(tmp_path / "home.db"), "HOME_AREAS_PORT": str(port)}
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "examples/home_areas/app.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                page = httpx.get(base + "/", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the example did not start in 20 s"
-                time.sleep(0.05)
+    command = [sys.executable, "examples/home_areas/app.py"]
+    with run_example(
+        command, tmp_path / "server.log", env=env, ready=lambda: httpx.get(base, timeout=1)
+    ):
+        page = httpx.get(base + "/", timeout=5)
         assert page.status_code == 200 and "/realtime/static/tidings.js" in page.text
         script = httpx.get(base + "/realtime/static/tidings.js", timeout=5)
         assert script.status_code == 200 and "createClient" in script.text
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    output = log_path.read_text()
-    assert process.returncode in (0, -signal.SIGTERM), output
-    assert "Traceback" not in output

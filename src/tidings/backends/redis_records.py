@@ -36,7 +36,8 @@ return 1
 """
 
 # KEYS: hash, zset. ARGV: now ms, lease end ms, limit. Returns the claimed records.
-_CLAIM = """
+# Scheduled events (redis_schedules) claim with it too: the same two keys, the same lease.
+CLAIM_SCRIPT = """
 local keys = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, key in ipairs(keys) do
@@ -73,7 +74,7 @@ class RedisRecords:
         self._prefix = store.prefix
         self._client = store._client
         self._put = self._client.register_script(_PUT)
-        self._claim = self._client.register_script(_CLAIM)
+        self._claim = self._client.register_script(CLAIM_SCRIPT)
         self._delete = self._client.register_script(_DELETE)
 
     def _keys(self, namespace: str) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from tidings.backends.base import schedules_full
 from tidings.backends.redis import unavailable
+from tidings.backends.redis_records import CLAIM_SCRIPT
 from tidings.backends.redis_store import RedisStore
 from tidings.core.scheduled import Scheduled
 
@@ -42,21 +43,6 @@ end
 return old
 """
 
-# KEYS: all, due. ARGV: now ms, lease end ms, limit. Returns the claimed records.
-_CLAIM = """
-local keys = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {}
-for _, key in ipairs(keys) do
-  local record = redis.call('HGET', KEYS[1], key)
-  if record then
-    redis.call('ZADD', KEYS[2], ARGV[2], key)
-    out[#out + 1] = record
-  else
-    redis.call('ZREM', KEYS[2], key)
-  end
-end
-return out
-"""
 
 # KEYS: all, due. ARGV: key, version. Removes the entry if it is still that version.
 _DONE = """
@@ -83,7 +69,7 @@ class RedisSchedules:
         self._client = client
         self._put = client.register_script(_PUT)
         self._cancel = client.register_script(_CANCEL)
-        self._claim = client.register_script(_CLAIM)
+        self._claim = client.register_script(CLAIM_SCRIPT)
         self._done = client.register_script(_DONE)
 
     async def put(self, entry: Scheduled, *, limit: int) -> Scheduled | None:

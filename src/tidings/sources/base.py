@@ -3,12 +3,14 @@ publishes (:class:`Sink`, which the node is). See :mod:`tidings.sources`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from tidings.core.events import Event, Publication
 
-__all__ = ["Sink", "Source"]
+__all__ = ["Sink", "Source", "TaskSource"]
 
 
 class Sink(Protocol):
@@ -43,3 +45,41 @@ class Source(Protocol):
     async def start(self, sink: Sink) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class TaskSource:
+    """A :class:`Source` that runs as one task: subclasses write :meth:`_run` (and
+    :meth:`_closed`, for what they hold), and set ``_status`` as they go."""
+
+    name: str
+    #: What the task is called (``source <name>``).
+    task_label = "source"
+
+    def __init__(self) -> None:
+        self._status = "starting"
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    async def start(self, sink: Sink) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(sink), name=f"{self.task_label} {self.name}"
+            )
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._closed()
+        self._status = "stopped"
+
+    async def _run(self, sink: Sink) -> None:
+        raise NotImplementedError
+
+    def _closed(self) -> None:
+        """Release what the source holds, once its task has ended."""

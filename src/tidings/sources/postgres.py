@@ -39,7 +39,6 @@ This module must never decide what a client sees: it only publishes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -53,6 +52,7 @@ import orjson
 from tidings.backends import redact_url
 from tidings.core.events import Publication
 from tidings.errors import TidingsError
+from tidings.sources.base import TaskSource
 
 if TYPE_CHECKING:
     import psycopg
@@ -206,7 +206,8 @@ def _load(data: str | None) -> Any:
         return json.loads(data)
 
 
-class PostgresOutbox:
+class PostgresOutbox(TaskSource):
+    task_label = "outbox"
     """Consumes one outbox table; see the module docstring.
 
     ``url`` is ``postgres://user:password@host:5432/db`` with optional query options
@@ -215,6 +216,7 @@ class PostgresOutbox:
     """
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         _require_psycopg()
         self.options = parse_url(url)
         self.name = redact_url(url)
@@ -223,30 +225,10 @@ class PostgresOutbox:
         self.consumed = 0
         #: Rows dropped because no publish could ever accept them (logged as errors).
         self.dropped = 0
-        self._status = "starting"
-        self._task: asyncio.Task[None] | None = None
         self._failing_since: float | None = None
         self._logged_at = 0.0
         self._attempt = 0
         self._password = urlsplit(url).password
-
-    @property
-    def status(self) -> str:
-        return self._status
-
-    async def start(self, sink: Sink) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(sink), name=f"outbox {self.name}"
-            )
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._status = "stopped"
 
     # -- the loop ------------------------------------------------------------------------
 

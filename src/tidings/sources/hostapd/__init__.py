@@ -19,7 +19,6 @@ It never stops the hub: a missing log is waited for, a failed publish is tried a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -31,6 +30,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from tidings.core.channels import validate_channel
 from tidings.core.events import Publication
 from tidings.errors import TidingsError
+from tidings.sources.base import TaskSource
 from tidings.sources.hostapd.clients import (
     ApError,
     ApStarted,
@@ -105,7 +105,7 @@ def parse_url(url: str) -> HostapdOptions:
     )
 
 
-class HostapdSource:
+class HostapdSource(TaskSource):
     """Follows a hostapd log and publishes what happens to its access points."""
 
     def __init__(
@@ -114,6 +114,7 @@ class HostapdSource:
         *,
         clock: Any = time.time,
     ) -> None:
+        super().__init__()
         options = parse_url(url_or_options) if isinstance(url_or_options, str) else url_or_options
         self.options = options
         self.name = f"hostapd://{options.path}"
@@ -123,8 +124,6 @@ class HostapdSource:
             flap_window=options.flap_window, default_interface=options.interface
         )
         self._clock = clock
-        self._status = "starting"
-        self._task: asyncio.Task[None] | None = None
         self._pending: deque[Publication] = deque()
         #: Lines read, lines not understood (skipped), events published or dropped.
         self.lines = 0
@@ -132,24 +131,8 @@ class HostapdSource:
         self.published = 0
         self.dropped = 0
 
-    @property
-    def status(self) -> str:
-        return self._status
-
-    async def start(self, sink: Sink) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(sink), name=f"source {self.name}"
-            )
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def _closed(self) -> None:
         self.follower.close()
-        self._status = "stopped"
 
     def clients(self, interface: str) -> list[dict[str, Any]]:
         """The stations of ``interface`` that are connected or authenticating."""
