@@ -15,7 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.api.docs import STREAM_PATHS, route_paths
-from tidings.api.errors import install_error_handlers
+from tidings.api.errors import error_response, install_error_handlers
 from tidings.api.models import (
     BatchPublishRequest,
     CommandRequest,
@@ -27,7 +27,7 @@ from tidings.api.publish import PublishEndpoint
 from tidings.api.routes import build_router
 from tidings.api.static import mount_static
 from tidings.api.webhooks import build_webhook_router
-from tidings.core.routes import StreamRoute
+from tidings.core.routes import RouteTable, StreamRoute
 from tidings.logs import choose_request_id, install_redaction, request_id_var
 from tidings.node import Node
 from tidings.streams.cors import Cors
@@ -134,7 +134,7 @@ def build_app(streams: Streams) -> ASGIApp:
     app.router.routes.extend(stream_route(streams, route) for route in streams.routes.routes)
     app.include_router(build_router(hub))
     app.include_router(build_webhook_router(hub))
-    app.router.default = _not_found(app.router.default)
+    app.router.default = _not_found(app.router.default, streams.routes)
     mount_static(app)
 
     def openapi() -> dict[str, Any]:
@@ -170,11 +170,23 @@ def build_app(streams: Streams) -> ASGIApp:
     return RequestIdMiddleware(served)
 
 
-def _not_found(default: ASGIApp) -> ASGIApp:
+def _not_found(default: ASGIApp, routes: RouteTable) -> ASGIApp:
     """Answer a WebSocket to an unknown path with 404, not the 403 Starlette gives it
-    (which reads as an origin refusal). HTTP requests get the usual JSON 404."""
+    (which reads as an origin refusal). HTTP requests get the usual JSON 404, or 405
+    on a stream's path with another method than GET (a plain GET of a WebSocket path
+    is 404: it is no WebSocket handshake)."""
 
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope.get("method") not in ("GET", "HEAD")
+            and routes.match(scope.get("path", "")) is not None
+        ):
+            answer = error_response(
+                405, "method_not_allowed", "Method Not Allowed", {"allow": "GET"}
+            )
+            await answer(scope, receive, send)
+            return
         if scope["type"] != "websocket":
             await default(scope, receive, send)
             return

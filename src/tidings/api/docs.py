@@ -8,7 +8,48 @@ from typing import Any
 
 from tidings.core.routes import StreamRoute
 
-__all__ = ["STREAM_PATHS", "route_paths"]
+__all__ = ["CHANNEL_PATTERN", "ERROR_RESPONSES", "STREAM_PATHS", "route_paths"]
+
+#: What a channel name is (core.channels), for parameters and fields of the document.
+CHANNEL_PATTERN = r"^[A-Za-z0-9_\-.:/@=]{1,200}$"
+
+_ERROR_BODY: dict[str, Any] = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                }
+            },
+        }
+    }
+}
+
+#: The errors any operation may answer with, in the body of SPEC §3 (codes in
+#: docs/protocol.md#error-codes).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": _ERROR_BODY}
+    for status, description in (
+        (400, "invalid JSON, field, channel, type or query (`code` says which)"),
+        (401, "a credential is needed, or the one given is not valid"),
+        (403, "the credential does not allow it"),
+        (404, "no such thing (webhook, delivery, schedule, command)"),
+        (405, "method not allowed"),
+        (408, "the request's headers or body did not arrive in time"),
+        (413, "body, event or batch over its limit"),
+        (415, "the body is not JSON"),
+        (429, "over a rate or a limit; `Retry-After` says when to try again"),
+        (431, "the request's header block is over `max_header_size`"),
+        (503, "the store or broker cannot be reached, or the hub is stopping"),
+    )
+}
 
 _SSE_DESCRIPTION = """
 A `text/event-stream` of the events of one or more channels.
@@ -91,7 +132,10 @@ def _stream_params() -> list[dict[str, Any]]:
             "name": "channel",
             "in": "query",
             "required": False,
-            "schema": {"type": "array", "items": {"type": "string"}},
+            "schema": {
+                "type": "array",
+                "items": {"type": "string", "pattern": CHANNEL_PATTERN},
+            },
             "style": "form",
             "explode": True,
             "description": "a channel to follow; repeat for several",
@@ -132,12 +176,9 @@ _SSE_GET: dict[str, Any] = {
         },
     ],
     "responses": {
-        "200": {
-            "description": "the stream",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        },
-        "400": {"description": "invalid channel or type"},
-        "429": {"description": "connection limit reached"},
+        # Frames, not one JSON value: no schema (the frames are in the description).
+        "200": {"description": "the stream", "content": {"text/event-stream": {}}},
+        **{str(status): answer for status, answer in ERROR_RESPONSES.items()},
     },
 }
 
@@ -148,7 +189,12 @@ STREAM_PATHS: dict[str, Any] = {
             **_SSE_GET,
             "summary": "Server-Sent Events stream of one channel",
             "parameters": [
-                {"name": "channel", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "channel",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": CHANNEL_PATTERN},
+                },
                 *_SSE_GET["parameters"][1:],
             ],
         }
@@ -159,7 +205,14 @@ STREAM_PATHS: dict[str, Any] = {
             "summary": "WebSocket (alias /ws/events)",
             "description": _WS_DESCRIPTION,
             "parameters": _stream_params(),
-            "responses": {"101": {"description": "switching protocols"}},
+            "responses": {
+                "101": {"description": "switching protocols"},
+                **{str(status): answer for status, answer in ERROR_RESPONSES.items()},
+                "404": {
+                    "description": "not a WebSocket opening handshake (a plain GET)",
+                    "content": ERROR_RESPONSES[404]["content"],
+                },
+            },
         }
     },
 }

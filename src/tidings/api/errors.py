@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -75,7 +76,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only; a path
+            # served by several routes (GET, PATCH, DELETE) allows all of theirs.
+            allowed = _allowed(app, request)
+            if allowed:
+                headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+                headers["allow"] = ", ".join(allowed)
+        return error_response(exc.status_code, code, str(exc.detail), headers)
 
     async def crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -85,3 +94,24 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, crash)
+
+
+def _allowed(app: FastAPI, request: Request) -> list[str]:
+    """The methods the OpenAPI document lists for the request's path."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "allowed", None)
+    if table is None:
+        table = []
+        for path, item in app.openapi().get("paths", {}).items():
+            regex = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+            if "{channel}" in path:  # a channel name may hold slashes
+                regex = regex.replace("[^/]+", ".+", 1)
+            methods = sorted(m.upper() for m in item if m in _METHODS)
+            table.append((re.compile(regex), methods))
+        app.state.allowed = table
+    for compiled, allowed in table:
+        if compiled.fullmatch(request.url.path):
+            return allowed
+    return []
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

@@ -184,7 +184,12 @@ class ClientChannelRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    channel: str = Field(examples=["group:7"], description="the channel")
+    channel: str = Field(
+        examples=["group:7"],
+        # Documented, not enforced here: the hub's own check answers `invalid_channel`.
+        json_schema_extra={"pattern": r"^[A-Za-z0-9_\-.:/@=]{1,200}$"},
+        description="the channel",
+    )
 
 
 class ScheduledOut(BaseModel):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
 from tidings.api.asyncapi import asyncapi_document
+from tidings.api.docs import CHANNEL_PATTERN, ERROR_RESPONSES
 from tidings.api.models import (
     ChannelList,
     ClientChannelRequest,
@@ -87,7 +88,7 @@ _COMMAND_BODY = {
 
 
 def build_router(hub: Node) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(responses=ERROR_RESPONSES)
     registry = make_registry(hub)
     settings = hub.settings
 
@@ -156,7 +157,11 @@ def build_router(hub: Node) -> APIRouter:
         responses={403: {"description": "not an admin, and no publish right on `channel`"}},
     )
     async def scheduled(
-        channel: str | None = Query(None, description="only those of this channel"),
+        channel: str | None = Query(
+            None,
+            description="only those of this channel",
+            json_schema_extra={"pattern": CHANNEL_PATTERN},
+        ),
         limit: int = Query(1000, ge=1, le=10_000),
         identity: Identity = Depends(caller),
     ) -> Response:
@@ -224,7 +229,7 @@ def build_router(hub: Node) -> APIRouter:
         summary="Backfill: events after `since`, or the newest `limit`",
     )
     async def history(
-        channel: str,
+        channel: str = Path(json_schema_extra={"pattern": CHANNEL_PATTERN}),
         since: str | None = Query(None, description="an event id; events after it"),
         limit: int = Query(100, ge=1, le=10_000),
         identity: Identity = Depends(caller),
@@ -245,7 +250,10 @@ def build_router(hub: Node) -> APIRouter:
         tags=["admin"],
         summary="Connections and distinct client ids subscribed to a channel",
     )
-    async def presence(channel: str, _: Identity = Depends(admin)) -> Response:
+    async def presence(
+        channel: str = Path(json_schema_extra={"pattern": CHANNEL_PATTERN}),
+        _: Identity = Depends(admin),
+    ) -> Response:
         return _json(await hub.presence(channel))
 
     @router.get(
@@ -387,7 +395,18 @@ def build_router(hub: Node) -> APIRouter:
         checks = await hub.ready()
         return _json({"status": "ready", **checks})
 
-    @router.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @router.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the text exposition format",
+                "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def metrics() -> Response:
         return Response(render_metrics(hub, registry), media_type=CONTENT_TYPE)
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.responses import Response
 
+from tidings.api.docs import ERROR_RESPONSES
 from tidings.auth.policy import require_admin
 from tidings.core.channels import validate_type
 from tidings.core.request import facts_from_scope
@@ -94,7 +95,7 @@ def _json(content: Any, status: int = 200) -> Response:
 
 
 def build_webhook_router(hub: Node) -> APIRouter:
-    router = APIRouter(tags=["webhooks"])
+    router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)
     webhooks = hub.webhooks
 
     async def admin(request: Request) -> Identity:
