@@ -336,3 +336,34 @@ async def _delivered_any(http: httpx.AsyncClient, base: str, endpoint_id: str, c
     answer = await http.get(f"{base}/api/v1/webhooks/{endpoint_id}/deliveries")
     found = [d for d in answer.json()["deliveries"] if d["status"] == "delivered"]
     return found if len(found) >= count else None
+
+
+async def test_an_endpoint_failing_too_long_or_too_far_behind_is_disabled() -> None:
+    settings = {
+        **FAST,
+        "webhook_disable_after": 0.3,
+        "webhook_retry_schedule": (0.1,) * 50,
+        "webhook_queue_size": 3,
+        "webhook_timeout": 30.0,
+    }
+    async with receiving() as receiver, running_hub(**settings) as hub:
+        async with httpx.AsyncClient(base_url=hub.url) as http:
+            failing = await _register(http, receiver.url("/error"), channels=["a"])
+            behind = await _register(http, receiver.url("/slow"), channels=["b"])
+            ws = await websockets.connect(f"{hub.ws_url}/ws?channel=webhooks")
+            await http.post("/api/v1/publish", json={"channel": "a", "data": 1})
+            # The slow receiver holds its first requests; what comes next piles up.
+            for n in range(10):
+                answer = await http.post("/api/v1/publish", json={"channel": "b", "data": n})
+                assert answer.status_code == 201  # publishing never waits for a receiver
+            reasons = {}
+            async with asyncio.timeout(10):
+                while len(reasons) < 2:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == "event":
+                        data = message["data"]["data"]
+                        reasons[data["endpoint_id"]] = data["reason"]
+            assert reasons == {failing["id"]: "failing", behind["id"]: "backlog_full"}
+            metrics = (await http.get("/metrics")).text
+            assert 'tidings_webhook_deliveries_total{outcome="dropped"}' in metrics
+            await ws.close()
