@@ -8,21 +8,25 @@ from tidings.core import protocol, sse
 from tidings.core.events import EncodedEvent, Position
 from tidings.core.session import Session
 
-__all__ = ["FramedWebSocketWire", "SSEWire", "WebSocketWire"]
+__all__ = [
+    "FramedDataWebSocketWire",
+    "FramedWebSocketWire",
+    "SSEDataWire",
+    "SSEWire",
+    "WebSocketDataWire",
+    "WebSocketWire",
+    "sse_wire",
+    "websocket_wire",
+]
 
 
 class SSEWire:
     """SPEC §4 frames. Each event's ``id:`` is the stream's resume cursor."""
 
-    def __init__(self, *, plain: bool = False, data_only: bool = False) -> None:
+    def __init__(self, *, plain: bool = False) -> None:
         self.plain = plain
-        #: A ``message="data"`` route: frames carry the event's data, not the event.
-        self.data_only = data_only
 
     def event(self, encoded: EncodedEvent, session: Session) -> bytes:
-        if self.data_only:
-            cursor = encoded.event.id if session.width == 1 else session.cursor()
-            return b"id: " + cursor.encode() + b"\n" + encoded.sse_data_body
         # The cursor of a one-channel stream is the event's id: the frame is the same for
         # every such stream, encoded once.
         if session.width == 1:
@@ -59,15 +63,26 @@ class SSEWire:
         )
 
 
+class SSEDataWire(SSEWire):
+    """:class:`SSEWire` of a ``message="data"`` route: each frame's ``data:`` is the
+    event's data, its ``event:`` the event's type, its ``id:`` the cursor."""
+
+    def event(self, encoded: EncodedEvent, session: Session) -> bytes:
+        cursor = encoded.event.id if session.width == 1 else session.cursor()
+        return b"id: " + cursor.encode() + b"\n" + encoded.sse_data_body
+
+
+def sse_wire(*, plain: bool, data_only: bool) -> SSEWire:
+    """The SSE wire of a stream: a class per message mode, so that rendering an event
+    asks nothing (it runs once per event and subscriber)."""
+    return SSEDataWire(plain=plain) if data_only else SSEWire(plain=plain)
+
+
 class WebSocketWire:
     """SPEC §5 messages, one JSON object per text frame."""
 
-    def __init__(self, *, data_only: bool = False) -> None:
-        #: A ``message="data"`` route: ``event`` messages carry the event's data only.
-        self.data_only = data_only
-
     def event(self, encoded: EncodedEvent, session: Session) -> str:
-        return encoded.ws_data_text if self.data_only else encoded.ws_text
+        return encoded.ws_text
 
     def subscribed(
         self, channel: str, recovered: bool, position: Position, rid: str | int | None
@@ -99,4 +114,26 @@ class FramedWebSocketWire(WebSocketWire):
     """
 
     def event(self, encoded: EncodedEvent, session: Session) -> bytes:  # type: ignore[override]
-        return encoded.ws_data_frame if self.data_only else encoded.ws_frame
+        return encoded.ws_frame
+
+
+class WebSocketDataWire(WebSocketWire):
+    """:class:`WebSocketWire` of a ``message="data"`` route: ``{"type": "event", "data":
+    <the event's data>}``."""
+
+    def event(self, encoded: EncodedEvent, session: Session) -> str:
+        return encoded.ws_data_text
+
+
+class FramedDataWebSocketWire(FramedWebSocketWire):
+    """:class:`FramedWebSocketWire` of a ``message="data"`` route."""
+
+    def event(self, encoded: EncodedEvent, session: Session) -> bytes:  # type: ignore[override]
+        return encoded.ws_data_frame
+
+
+def websocket_wire(*, framed: bool, data_only: bool) -> WebSocketWire:
+    """The WebSocket wire of a stream (see :func:`sse_wire`)."""
+    if framed:
+        return FramedDataWebSocketWire() if data_only else FramedWebSocketWire()
+    return WebSocketDataWire() if data_only else WebSocketWire()

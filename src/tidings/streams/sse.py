@@ -19,7 +19,7 @@ from tidings.core.events import Position
 from tidings.core.request import RequestFacts
 from tidings.core.routes import StreamRoute
 from tidings.core.session import Frame
-from tidings.core.wire import SSEWire
+from tidings.core.wire import sse_wire
 from tidings.errors import TidingsError
 from tidings.streams.admission import StreamRequest, check_origin, open_stream, read_stream_request
 from tidings.streams.outlet import Outlet
@@ -63,7 +63,7 @@ class SSEStream(Stream[Outlet]):
         :class:`TidingsError` if not."""
         request = read_stream_request(facts, route)
         check_origin(self.node, facts)
-        wire = SSEWire(plain=request.plain, data_only=request.message == "data")
+        wire = sse_wire(plain=request.plain, data_only=request.message == "data")
         self.connection, request = await open_stream(
             self.node, facts, "sse", wire, self.on_ready, request
         )

@@ -22,7 +22,7 @@ from tidings.core.events import format_timestamp
 from tidings.core.request import RequestFacts
 from tidings.core.routes import StreamRoute
 from tidings.core.session import State
-from tidings.core.wire import FramedWebSocketWire, WebSocketWire
+from tidings.core.wire import websocket_wire
 from tidings.errors import TidingsError
 from tidings.streams.admission import StreamRequest, open_stream, read_stream_request
 from tidings.streams.dispatch import dispatch, error_frame
@@ -78,12 +78,7 @@ class WebSocketStream(Stream[WebSocketOutlet]):
         connection; raise :class:`TidingsError` if refused. ``framed``: the transport
         writes events as WebSocket frames encoded once (the native front)."""
         request = read_stream_request(facts, route)
-        data_only = request.message == "data"
-        wire = (
-            FramedWebSocketWire(data_only=data_only)
-            if framed
-            else WebSocketWire(data_only=data_only)
-        )
+        wire = websocket_wire(framed=framed, data_only=request.message == "data")
         self.connection, request = await open_stream(
             self.node, facts, "websocket", wire, self.on_ready, request
         )
