@@ -111,7 +111,7 @@ class Node:
         self.schedule_runner = ScheduleRunner(self.schedules, self._fire)
         #: Webhook endpoints, their durable outbox, and the workers sending it.
         self.webhooks = WebhookService(
-            self.settings, records_for(self.store), self._publish_plain, self._webhooks_changed
+            self.settings, records_for(self.store), self.publish, self._webhooks_changed
         )
         self.registry = Registry(
             max_connections=self.settings.max_connections,
@@ -388,9 +388,6 @@ class Node:
         # Every node re-reads the endpoints now rather than at its next poll.
         with backend_failure("broker control publish", "the broker cannot be reached"):
             await self.broker.publish_control({"type": "webhooks_changed"})
-
-    async def _publish_plain(self, channel: str, type: str, data: Any) -> None:  # noqa: A002
-        await self.publish_many([Publication(channel, type, data)])
 
     async def _fire(self, entry: Scheduled) -> None:
         await self.publish_many(

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from tidings.backends.base import Records, backend_failure
-from tidings.core.events import Event, format_timestamp
+from tidings.core.events import Event, now_timestamp
 from tidings.errors import LimitExceeded, NotFound, TidingsError
 from tidings.settings import Settings
 from tidings.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, generate_secret, sign
@@ -97,12 +97,10 @@ class WebhookService:
         self._refresher: asyncio.Task[None] | None = None
         self._reload: asyncio.Task[None] | None = None
         self._loaded = False
-
-    @property
-    def active(self) -> bool:
-        """Whether a publish has deliveries to record: some endpoint is enabled (or the
-        endpoints are not read yet). Publishing with no webhooks pays this check only."""
-        return not self._loaded or any(e.enabled for e in self.endpoints.values())
+        #: Whether a publish has deliveries to record: some endpoint is enabled (or the
+        #: endpoints are not read yet). Kept as endpoints change, so that publishing
+        #: with no webhooks pays one attribute read.
+        self.active = True
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -159,6 +157,7 @@ class WebhookService:
         self._run_workers()
 
     def _run_workers(self) -> None:
+        self.active = not self._loaded or any(e.enabled for e in self.endpoints.values())
         if self._client is None:
             return
         for endpoint_id, endpoint in self.endpoints.items():
@@ -347,7 +346,7 @@ class WebhookService:
     async def send_test(self, endpoint_id: str, *, tenant: str | None) -> Delivery:
         """Deliver a ``webhook.test`` event to this endpoint only (not kept in history)."""
         endpoint = await self.get(endpoint_id, tenant=tenant)
-        stamp = format_timestamp_now()
+        stamp = now_timestamp()
         test = Event.from_dict(
             {
                 "id": f"test-{int(time.time() * 1000)}",
@@ -537,9 +536,3 @@ class WebhookService:
             )
         except TidingsError as exc:
             log.warning("webhook.disabled not published: %s", exc.code)
-
-
-def format_timestamp_now() -> str:
-    from datetime import UTC, datetime
-
-    return format_timestamp(datetime.now(UTC))
