@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import free_port
+from tests.examples_support import run_example
 
 pytestmark = pytest.mark.browser
 
@@ -38,35 +36,15 @@ def running_example(tmp_path: Path, token_ttl: int) -> Iterator[str]:
         "CHECKIN_TOKEN_TTL": str(token_ttl),
         "TIDINGS_JWT_LEEWAY": "0",  # closed at exp itself: keeps the test short
     }
-    process = subprocess.Popen(
-        [sys.executable, "examples/checkin_groups/app.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"the example exited {process.returncode}: {stderr}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(base + "/", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the example did not start in 20 s"
-            time.sleep(0.05)
+    with run_example(
+        [sys.executable, "examples/checkin_groups/app.py"],
+        tmp_path / "server.log",
+        env=env,
+        ready=lambda: httpx.get(base + "/", timeout=1).status_code == 200,
+        check_exit=False,
+    ):
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 class Publisher(threading.Thread):

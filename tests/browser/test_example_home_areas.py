@@ -5,12 +5,8 @@ in ``failed`` (token_revoked) once the client is unpaired."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import free_port
+from tests.examples_support import run_example
 
 pytestmark = pytest.mark.browser
 
@@ -30,36 +27,15 @@ def home_areas(tmp_path: Path) -> Iterator[str]:
     """``python examples/home_areas/app.py``, as its README runs it; its base URL."""
     port = free_port()
     env = {**os.environ, "HOME_AREAS_DB": str(tmp_path / "home.db"), "HOME_AREAS_PORT": str(port)}
-    process = subprocess.Popen(
-        [sys.executable, "examples/home_areas/app.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"the example exited {process.returncode}: {stderr}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/realtime/health", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the example did not start in 20 s"
-            time.sleep(0.05)
+    with run_example(
+        [sys.executable, "examples/home_areas/app.py"],
+        tmp_path / "server.log",
+        env=env,
+        ready=lambda: httpx.get(f"{base}/realtime/health", timeout=1).status_code == 200,
+        check_exit=False,
+    ):
         yield base
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def test_page_shows_area_events_then_token_revoked(browser: Any, home_areas: str) -> None:

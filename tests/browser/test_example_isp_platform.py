@@ -9,12 +9,8 @@ port; its page loads React from ``clients/js/node_modules`` (``npm ci`` in clien
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,7 @@ import httpx
 import pytest
 
 from tests.browser.conftest import REQUIRED, free_port
+from tests.examples_support import run_example
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +28,7 @@ REACT = ROOT / "clients" / "js" / "node_modules" / "react" / "umd"
 
 
 @pytest.fixture(scope="module")
-def platform() -> Iterator[str]:
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The example app, as its README runs it, with jobs slow enough to click."""
     if not REACT.is_dir():
         message = "React is not installed: run `npm ci` in clients/js"
@@ -46,36 +43,15 @@ def platform() -> Iterator[str]:
         "ISP_JOB_TICK": "0.1",
         "ISP_JOB_STEPS": "300",  # 30 s: the test pauses, resumes and cancels well before
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "examples.isp_platform.app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"the app exited {process.returncode}: {stderr}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}realtime/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the app did not start")
-            time.sleep(0.05)
+    with run_example(
+        [sys.executable, "-m", "examples.isp_platform.app"],
+        tmp_path_factory.mktemp("isp") / "server.log",
+        env=env,
+        ready=lambda: httpx.get(f"{url}realtime/health", timeout=1).status_code == 200,
+        check_exit=False,
+    ):
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 def open_console(browser: Any, url: str, user: str, errors: list[str]) -> Any:
