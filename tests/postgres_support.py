@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
-import pytest
+from tests.service_support import missing, required
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -28,14 +28,12 @@ _missing: str | None = None
 
 
 def postgres_required() -> bool:
-    return os.environ.get("TIDINGS_TEST_REQUIRE_POSTGRES", "") not in ("", "0")
+    return required("TIDINGS_TEST_REQUIRE_POSTGRES")
 
 
 def no_postgres(reason: str) -> NoReturn:
     """Skip the test, or fail it when PostgreSQL is required."""
-    if postgres_required():
-        pytest.fail(f"TIDINGS_TEST_REQUIRE_POSTGRES is set but {reason}", pytrace=False)
-    pytest.skip(reason)
+    missing("TIDINGS_TEST_REQUIRE_POSTGRES", reason)
 
 
 def postgres_url() -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import pytest
+from tests.service_support import missing, required
 
 DEFAULT_URL = "redis://127.0.0.1:6379/15"
 START_TIMEOUT = 10.0
@@ -37,14 +37,12 @@ _session_server: RedisServer | None = None
 
 
 def redis_required() -> bool:
-    return os.environ.get("TIDINGS_TEST_REQUIRE_REDIS", "") not in ("", "0")
+    return required("TIDINGS_TEST_REQUIRE_REDIS")
 
 
 def no_redis(reason: str) -> NoReturn:
     """Skip the test, or fail it when Redis is required."""
-    if redis_required():
-        pytest.fail(f"TIDINGS_TEST_REQUIRE_REDIS is set but {reason}", pytrace=False)
-    pytest.skip(reason)
+    missing("TIDINGS_TEST_REQUIRE_REDIS", reason)
 
 
 def free_port() -> int:
