@@ -103,9 +103,20 @@ class HubProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        """Send ``sig`` and wait for the exit code. A process that does not exit in time
+        is killed, and the failure shows what it printed."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.process.wait(timeout=timeout)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            out = self.process.stdout.read().decode(errors="replace") if self.process.stdout else ""
+            raise AssertionError(
+                f"tidings serve did not exit within {timeout} s of signal {sig}; "
+                f"it printed:\n{out[-4000:]}"
+            ) from None
 
     def close(self) -> None:
         """Kill the process if it still runs, reap it, and close its output pipe (an

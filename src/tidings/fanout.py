@@ -22,7 +22,6 @@ values and a hand-turned scheduler.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from tidings.backends.base import Store
 from tidings.core.events import EncodedEvent, Event, Position
 from tidings.core.sequencer import Sequencer
+from tidings.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from tidings.connection import Connection
@@ -283,7 +283,4 @@ class FanOut:
         tasks = list(self._filling.values())
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            if isinstance(task, asyncio.Future):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(*(t for t in tasks if isinstance(t, asyncio.Future)))

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from tidings.errors import TidingsError
+from tidings.tasks import cancel_and_wait
 
 __all__ = ["NowaitQueue"]
 
@@ -102,10 +103,7 @@ class NowaitQueue(Generic[T]):
         """Stop draining; what is still queued is dropped, logged and counted."""
         task, self._task = self._task, None
         self._loop = self._wake = self._idle = None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         with self._lock:
             unpublished = len(self._items)
             self._items.clear()

@@ -16,6 +16,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from tidings.backends.base import Presence, PresenceEntry
+from tidings.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from tidings.fanout import FanOut
@@ -107,9 +108,7 @@ class PresenceTracker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self.backend is not None:
             # Leave the cluster's counts at once rather than when the entries expire.

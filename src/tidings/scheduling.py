@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from tidings.backends.base import Schedules
 from tidings.core.scheduled import Scheduled
 from tidings.errors import TidingsError
+from tidings.tasks import cancel_and_wait
 
 __all__ = ["ScheduleRunner"]
 
@@ -64,10 +65,7 @@ class ScheduleRunner:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def scheduled(self, at: float) -> None:
         """An entry due at ``at`` was scheduled here: wake up sooner if it needs it."""

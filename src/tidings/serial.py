@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
+from tidings.tasks import cancel_and_wait
+
 __all__ = ["Serial"]
 
 log = logging.getLogger("tidings.serial")
@@ -47,6 +49,4 @@ class Serial:
         while self._queue:
             self._queue.popleft().close()
         task = self._task
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)

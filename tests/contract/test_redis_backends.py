@@ -21,11 +21,12 @@ from tests.contract.test_broker import WAIT, Collector, make_events, publish
 from tidings.backends import broker_from_url, presence_from_url, store_from_url
 from tidings.backends.base import NewEvent, StoreLimits
 from tidings.backends.memory import MemoryStore
-from tidings.backends.redis import RedisPresence, parse_redis_url
+from tidings.backends.redis import RedisPresence, connect, parse_redis_url
 from tidings.backends.redis_broker import RedisBroker
 from tidings.backends.redis_store import RedisStore
 from tidings.core.events import Event, format_timestamp
 from tidings.errors import Unavailable
+from tidings.tasks import cancel_and_wait
 
 pytestmark = pytest.mark.redis
 
@@ -442,3 +443,29 @@ async def test_backends_by_url() -> None:
         for backend in backends:
             assert backend is not None
             await backend.close()
+
+
+async def test_a_task_stopped_in_the_middle_of_a_command_ends(url: str) -> None:
+    """Stopping a hub cancels tasks that are talking to Redis, and each must then end.
+    On Python 3.11 redis-py's bounded writes can drop a cancellation (see
+    :mod:`tidings.tasks`): cancelled once, such a loop ran on and ``tidings serve`` did not
+    exit on SIGTERM. :func:`cancel_and_wait` ends it."""
+    client = connect(parse_redis_url(url).url)
+    running = True
+
+    async def busy() -> None:
+        while running:
+            await client.get("tidings-cancel-probe")
+
+    try:
+        for turn in range(60):
+            task = asyncio.create_task(busy())
+            # Cancel at a different point of the command each time.
+            for _ in range(turn % 23):
+                await asyncio.sleep(0)
+            async with asyncio.timeout(5):
+                await cancel_and_wait(task)
+            assert task.cancelled(), f"turn {turn}"
+    finally:
+        running = False
+        await client.aclose()

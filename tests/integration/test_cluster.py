@@ -33,9 +33,12 @@ def nodes(url: str, count: int = 2, *extra: str) -> Iterator[list[HubProcess]]:
             )
         yield started
     finally:
-        for node in started:
-            node.stop()
-            node.close()
+        with contextlib.ExitStack() as closing:
+            # Every node is closed (its pipe too) even when stopping one of them fails.
+            for node in started:
+                closing.callback(node.close)
+            for node in started:
+                node.stop()
 
 
 @pytest.fixture

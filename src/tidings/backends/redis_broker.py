@@ -63,6 +63,7 @@ from tidings.backends.redis import (
 from tidings.backends.redis_store import RedisStore
 from tidings.core.events import Event
 from tidings.errors import Unavailable
+from tidings.tasks import cancel_and_wait
 
 __all__ = ["RedisBroker"]
 
@@ -182,10 +183,7 @@ class RedisBroker:
         if self._closed:
             return
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await cancel_and_wait(self._reader)
         await self._client.aclose()
 
     # -- the reader ---------------------------------------------------------------------------

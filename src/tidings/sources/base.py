@@ -4,11 +4,11 @@ publishes (:class:`Sink`, which the node is). See :mod:`tidings.sources`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from tidings.core.events import Event, Publication
+from tidings.tasks import cancel_and_wait
 
 __all__ = ["Sink", "Source", "TaskSource"]
 
@@ -71,10 +71,7 @@ class TaskSource:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._closed()
         self._status = "stopped"
 

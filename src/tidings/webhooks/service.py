@@ -36,6 +36,7 @@ from tidings.core.events import Event, now_timestamp
 from tidings.errors import LimitExceeded, NotFound, TidingsError
 from tidings.settings import Settings
 from tidings.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, generate_secret, sign
+from tidings.tasks import cancel_and_wait
 from tidings.webhooks.guard import AddressRefused, check_url, resolve_allowed
 from tidings.webhooks.model import (
     Delivery,
@@ -121,9 +122,7 @@ class WebhookService:
         tasks = [
             t for t in (self._refresher, self._reload, *self._workers.values()) if t is not None
         ]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         self._workers.clear()
         self._refresher = None
         if self._client is not None:
