@@ -1,5 +1,6 @@
-"""``useTidings`` in a real Chromium: a component shows the events of its channel, and
-once it is unmounted the hub has no connection left.
+"""The React hooks in a real Chromium: ``useTidings`` shows the events of its channel, and
+once it is unmounted the hub has no connection left; ``useCommand`` is pending, then holds
+the application's result or its error.
 
 React comes from ``clients/js/node_modules`` (``npm ci`` in clients/js), loaded as its
 UMD build by a page served from clients/js by a small static server: no bundler.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import REQUIRED, ServedHub
+from tests.browser.conftest import REQUIRED, ServedHub, serving
 
 pytestmark = pytest.mark.browser
 
@@ -91,3 +93,73 @@ def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.05)
+
+
+class CommandApp(http.server.BaseHTTPRequestHandler):
+    """The application behind ``--command-url``: ``math.add`` answers once the test lets
+    it (so the page can be seen pending), ``app.fail`` refuses with a message."""
+
+    release = threading.Event()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["name"] == "math.add":
+            self.release.wait(10)
+            status, answer = 200, {"sum": body["args"]["a"] + body["args"]["b"]}
+        else:
+            status, answer = 422, {"error": "the lights are off"}
+        payload = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        pass
+
+
+@pytest.fixture
+def command_app() -> Iterator[str]:
+    CommandApp.release.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CommandApp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/commands"
+    finally:
+        CommandApp.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_use_command_is_pending_then_gives_the_result_or_the_error(
+    browser: Any, static_server: str, command_app: str
+) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    with serving("--command-url", command_app) as hub:
+        try:
+            page.goto(f"{static_server}test/react-command-page.html?hub={hub.url}")
+            add = page.locator("#add")
+            add.get_by_role("button").click()
+            expect(add.locator(".pending")).to_have_text("pending", timeout=5_000)
+            expect(add.locator(".result")).to_have_text("")
+            CommandApp.release.set()
+            expect(add.locator(".result")).to_have_text('{"sum":5}', timeout=5_000)
+            expect(add.locator(".pending")).to_have_text("idle")
+
+            fail = page.locator("#fail")
+            fail.get_by_role("button").click()
+            expect(fail.locator(".error")).to_have_text(
+                "command_failed: the lights are off", timeout=5_000
+            )
+            expect(fail.locator(".pending")).to_have_text("idle")
+            expect(fail.locator(".result")).to_have_text("")
+            assert errors == []
+        finally:
+            page.close()
