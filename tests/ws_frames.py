@@ -82,14 +82,24 @@ class RawWebSocket:
     async def connect(cls, port: int, path: str = "/ws", *, then: bytes = b"") -> RawWebSocket:
         """Open a connection, send the upgrade request (with ``then`` right after it, in
         the same write) and read the ``101`` answer."""
+        ws = await cls.open(port, upgrade_request(path) + then)
+        await ws.read_upgrade()
+        return ws
+
+    @classmethod
+    async def open(cls, port: int, data: bytes) -> RawWebSocket:
+        """Open a connection and send ``data``, reading nothing."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(upgrade_request(path) + then)
+        writer.write(data)
         await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 101"):
-            writer.close()
-            raise AssertionError(f"upgrade refused: {head!r}")
         return cls(reader, writer)
+
+    async def read_upgrade(self) -> None:
+        """Read the server's ``101`` answer."""
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            self.writer.close()
+            raise AssertionError(f"upgrade refused: {head!r}")
 
     async def send(self, *frames: bytes) -> None:
         self.writer.write(b"".join(frames))
