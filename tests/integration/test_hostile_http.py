@@ -102,6 +102,14 @@ async def test_a_first_request_trickled_byte_by_byte_gets_408_at_the_header_time
     await _assert_healthy(served)
 
 
+async def test_a_connection_that_sends_nothing_is_closed_at_the_header_timeout(
+    served: RunningHub,
+) -> None:
+    answer, took = await _exchange(served.port, b"")
+    assert answer == b""
+    assert HEADER_TIMEOUT <= took < HEADER_TIMEOUT + 1.5, took
+
+
 # -- too many headers --------------------------------------------------------------------
 
 
