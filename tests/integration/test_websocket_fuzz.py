@@ -10,8 +10,10 @@ upgrade, and each example is checked for the answer docs/protocol.md promises:
   fragmented or oversize control frame, a new message inside a fragmented one, a
   continuation of nothing, reserved bits or opcodes, an unmasked frame; 1009 for a
   message over ``max_message_size``;
-* a close frame between the fragments of a message is answered with the same code,
-  and a TCP connection dropped mid-frame is released.
+* a close frame between the fragments of a message is answered with a close, and a TCP
+  connection dropped mid-frame is released;
+* random bytes after the handshake get documented answers only, and the connection
+  ends when the client stops sending.
 
 After every example the hub answers ``/health`` and a witness connection, open since
 before the first example, receives a published event. The codes and message types
@@ -395,5 +397,31 @@ async def test_a_connection_dropped_mid_frame_is_released(
     partial = frame(OP_BINARY, head + b"x" * 64)[: cut + len(head)]
     await ws.send(frame(OP_TEXT, b'{"type":', fin=False), partial)
     ws.abort()
+    await fuzzed.assert_released()
+    await fuzzed.assert_healthy()
+
+
+@FUZZ
+@given(noise=st.binary(min_size=1, max_size=300))
+async def test_random_bytes_after_the_handshake_never_break_the_hub(
+    fuzzed: Fuzzed, noise: bytes
+) -> None:
+    """Bytes that may or may not make frames: whatever the hub answers is documented
+    (messages, a close code a server may send), and once the client stops sending the
+    connection ends and is released."""
+    ws = await fuzzed.connect()
+    try:
+        await ws.send(noise)
+        ws.writer.write_eof()
+        async with asyncio.timeout(5):
+            closed = await ws.closed()
+            await ws.ended()
+    finally:
+        await ws.aclose()
+    assert closed.code is None or 1000 <= closed.code <= 4999, closed
+    for message in closed.messages:
+        assert message["type"] in SERVER_TYPES, message
+        if message["type"] == "error":
+            assert message["code"] in ERROR_CODES, message
     await fuzzed.assert_released()
     await fuzzed.assert_healthy()
