@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from tidings.dataplane.asgi_websocket import HandshakeFirstWebSocketProtocol
 from tidings.dataplane.front import FrontProtocol
 from tidings.dataplane.guard import GuardedHttpProtocol, request_limits
 from tidings.dataplane.plane import DataPlane
@@ -62,6 +63,8 @@ def build_config(hub: Hub, settings: Settings, **overrides: Any) -> uvicorn.Conf
         "ws_ping_interval": None,
         "ws_ping_timeout": None,
         "ws_per_message_deflate": False,
+        # uvicorn's own, but frames sent before the handshake is answered wait for it.
+        "ws": HandshakeFirstWebSocketProtocol,
         "timeout_graceful_shutdown": 2,
         "proxy_headers": True,
         "server_header": False,

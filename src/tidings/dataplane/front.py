@@ -21,7 +21,13 @@ from uvicorn.server import ServerState
 from tidings.core.request import RequestFacts, forwarded_peer
 from tidings.core.routes import StreamRoute
 from tidings.core.websocket import HandshakeError, accept_response, handshake_key
-from tidings.dataplane.guard import GuardedHttpProtocol, linger_close, refused_response
+from tidings.dataplane.guard import (
+    GuardedHttpProtocol,
+    HeadersTooLarge,
+    is_headers_too_large,
+    linger_close,
+    refused_response,
+)
 from tidings.dataplane.http import RequestHead, render_head, render_response
 from tidings.dataplane.plane import DataPlane
 from tidings.dataplane.sse_stream import SSEOutlet
@@ -37,8 +43,6 @@ from tidings.streams.websocket import WebSocketStream
 __all__ = ["FrontProtocol"]
 
 log = logging.getLogger("tidings.dataplane")
-
-#: A request head larger than this is left to uvicorn (which refuses it).
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -67,6 +71,8 @@ class FrontProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._received: list[bytes] = []
         self._size = 0
+        # What the parser has taken of the header block: the URL and each header.
+        self._parsed_bytes = 0
         self._head = RequestHead()
         self._header_name = b""
         self._parser = httptools.HttpRequestParser(self)
@@ -83,11 +89,18 @@ class FrontProtocol(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = cast(asyncio.Transport, transport)
         self._connections.add(self)
-        self._idle = self.loop.call_later(self.config.timeout_keep_alive, self.shutdown)
+        # The first byte is awaited no longer than the idle limit or the header timeout.
+        limits = self.plane.limits
+        wait = min(self.config.timeout_keep_alive, limits.header_timeout)
+        self._idle = self.loop.call_later(wait, self._expired)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # lingering after a refusal: read and dropped
+        if not self._size and self._idle is not None:
+            # The request has begun: its header block has the header timeout from here.
+            self._idle.cancel()
+            self._idle = self.loop.call_later(self.plane.limits.header_timeout, self._expired)
         self._received.append(data)
         self._size += len(data)
         if self._decided:
@@ -97,19 +110,18 @@ class FrontProtocol(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             upgrade_at = int(exc.args[0]) if exc.args else len(data)
-        except httptools.HttpParserError:
-            self._hand_off()  # uvicorn answers 400
+        except httptools.HttpParserError as exc:
+            if is_headers_too_large(exc):
+                self._refuse(431, "Request Header Fields Too Large")
+            else:
+                self._hand_off()  # uvicorn answers 400
             return
         if self._decided:
             self._head_chunks = len(self._received)
             self._route(upgrade_at)
         elif self._size > self.plane.limits.max_header_size:
             # Refused before parsing more: a huge header costs CPU to parse.
-            self._decided = self._refused = True
-            self._received.clear()
-            if self.transport is not None:
-                self.transport.write(refused_response(431, "Request Header Fields Too Large"))
-                linger_close(self.transport, self.loop)
+            self._refuse(431, "Request Header Fields Too Large")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._connections.discard(self)
@@ -119,17 +131,46 @@ class FrontProtocol(asyncio.Protocol):
             self._task.cancel()
 
     def shutdown(self) -> None:
-        """uvicorn's graceful shutdown (and the keep-alive timeout): close if idle."""
+        """uvicorn's graceful shutdown: close if no request is being served."""
         if not self._decided and self.transport is not None:
             self.transport.close()
+
+    def _expired(self) -> None:
+        """No first byte, or no whole request head, in time: close, or answer 408."""
+        self._idle = None
+        if self._decided or self.transport is None:
+            return
+        if self._size:
+            self._refuse(408, "Request Timeout")
+        else:
+            self.transport.close()
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer ``status`` and close, reading (and dropping) what still comes."""
+        self._decided = self._refused = True
+        self._received.clear()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self.transport is not None:
+            self.transport.write(refused_response(status, reason))
+            linger_close(self.transport, self.loop)
 
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_url(self, url: bytes) -> None:
+        self._count(len(url))
         self._head.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # A whole header block in one read never passes the check on received bytes.
+        self._count(len(name) + len(value) + 4)
         self._head.headers.append((name.lower(), value))
+
+    def _count(self, size: int) -> None:
+        self._parsed_bytes += size
+        if self._parsed_bytes > self.plane.limits.max_header_size:
+            raise HeadersTooLarge
 
     def on_headers_complete(self) -> None:
         head = self._head

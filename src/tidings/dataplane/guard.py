@@ -6,27 +6,37 @@ for ever, and 10,000 of them exhaust the file descriptors. A header block of any
 parsed (httptools joins a huge value's pieces over and over: CPU quadratic in its
 size). :class:`GuardedHttpProtocol` adds, per request:
 
-* a cap on the header block (``max_header_size``): ``431`` before parsing more;
-* a deadline for the header block from its first byte (``request_header_timeout``);
+* a cap on the header block (``max_header_size``): ``431`` before parsing more, whether
+  the block comes in many reads or in one;
+* a deadline for the header block from its first byte (``request_header_timeout``), and
+  for the first byte of a new connection's first request (uvicorn waits for ever);
 * a deadline for the body from the end of the headers (``request_body_timeout``).
 
 A request past a deadline gets ``408`` (or, if its response has started, its connection
-closed). Used for every non-stream request on ``tidings serve``, both data planes.
+closed). A request that is not valid HTTP/1.1 (among others, ``Content-Length`` with
+``Transfer-Encoding``, or two ``Content-Length``: the ways to smuggle a request) gets a
+JSON ``400`` and its connection closed, so that nothing after it is read as a request.
+Bytes that follow a WebSocket upgrade request in the same read go to the WebSocket.
+Used for every non-stream request on ``tidings serve``, both data planes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tidings.settings import Settings
 
 __all__ = [
     "GuardedHttpProtocol",
+    "HeadersTooLarge",
     "RequestLimits",
+    "is_headers_too_large",
     "linger_close",
     "refused_response",
     "request_limits",
@@ -68,10 +78,22 @@ def request_limits(settings: Settings) -> RequestLimits:
     )
 
 
-def refused_response(status: int, reason: str) -> bytes:
-    """A complete ``status`` response that closes the connection, with a JSON error."""
+class HeadersTooLarge(Exception):
+    """Raised from a parser callback when the header block passes its cap: httptools
+    stops parsing there and re-raises it (as the context of its callback error)."""
+
+
+def is_headers_too_large(exc: httptools.HttpParserError) -> bool:
+    """Whether the parser stopped on :class:`HeadersTooLarge`."""
+    return isinstance(exc.__context__, HeadersTooLarge)
+
+
+def refused_response(status: int, reason: str, message: str | None = None) -> bytes:
+    """A complete ``status`` response that closes the connection, with a JSON error whose
+    message is ``message`` (``reason`` when None)."""
     code = {408: "request_timeout", 431: "headers_too_large"}.get(status, "bad_request")
-    body = b'{"error":{"code":"%s","message":"%s"}}' % (code.encode(), reason.encode())
+    error = {"code": code, "message": message or reason}
+    body = json.dumps({"error": error}, separators=(",", ":")).encode()
     head = b"HTTP/1.1 %d %s\r\n" % (status, reason.encode())
     return (
         head
@@ -92,24 +114,71 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.limits = limits
         self._phase = _DONE
         self._head_bytes = 0
+        # What the parser has taken of the header block: the URL and each header.
+        self._parsed_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
         self._pending: bytes | None = None
+        self._after_upgrade = b""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # uvicorn arms its idle timer only between requests: a connection that never
+        # sends a byte would be held for ever. Wait for the first at most that long.
+        wait = min(self.timeout_keep_alive, self.limits.header_timeout)
+        self.timeout_keep_alive_task = self.loop.call_later(wait, self.timeout_keep_alive_handler)
 
     def data_received(self, data: bytes) -> None:
+        # uvicorn's own, but the parser's error is answered as JSON and the bytes that
+        # follow a WebSocket upgrade request are kept (see handle_websocket_upgrade).
         if self._refused:
             return  # lingering after a refusal: read and dropped
         if self._phase == _DONE:
             self._head_bytes = 0  # a new request may begin in this chunk
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._after_upgrade = data[int(exc.args[0]) :] if exc.args else b""
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError as exc:
+            if is_headers_too_large(exc):
+                self._refuse(431, "Request Header Fields Too Large")
+            else:
+                self.send_400_response(f"invalid HTTP request: {exc}")
+            return
         if self._phase == _HEAD and self.transport is not None:
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_size:
                 self._refuse(431, "Request Header Fields Too Large")
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's is plain text and closes at once, which can reset the connection
+        # before the client reads it; after the answer nothing more is read as HTTP.
+        self._refuse(400, "Bad Request", msg)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # A whole header block in one read never passes the check on received bytes.
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._parsed_bytes += size
+        if self._parsed_bytes > self.limits.max_header_size:
+            raise HeadersTooLarge
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase = _HEAD
+        self._parsed_bytes = 0
         self._arm(self.limits.header_timeout)
 
     def on_headers_complete(self) -> None:
@@ -126,7 +195,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # The connection becomes a WebSocket: its own protocol bounds it from here.
         self._phase = _DONE
         self._disarm()
+        after, self._after_upgrade = self._after_upgrade, b""
         super().handle_websocket_upgrade()
+        if after:
+            # uvicorn gives the WebSocket protocol the request head only: frames sent
+            # with it (or garbage, which must get its protocol error) would be lost.
+            cast(asyncio.Protocol, self.transport.get_protocol()).data_received(after)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -145,28 +219,29 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline = None
         self._refuse(408, "Request Timeout")
 
-    def _refuse(self, status: int, reason: str) -> None:
+    def _refuse(self, status: int, reason: str, message: str | None = None) -> None:
         self._disarm()
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         cycle = self.cycle
-        if self._phase == _HEAD:
+        in_head = self._phase != _BODY
+        if in_head:
             # No cycle of its own yet: the one here, if any, is the previous request's.
             answer = cycle is None or cycle.response_complete
         else:
             answer = cycle is None or not cycle.response_started
         self._refused = True
-        if self._phase == _HEAD and not answer:
+        if in_head and not answer:
             # The previous request's answer is still being written: ours goes after it.
-            self._pending = refused_response(status, reason)
+            self._pending = refused_response(status, reason, message)
             return
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the app's answer, if any, goes nowhere
         if not answer:
             transport.close()
             return
-        transport.write(refused_response(status, reason))
+        transport.write(refused_response(status, reason, message))
         linger_close(transport, self.loop)
 
     def on_response_complete(self) -> None:
