@@ -252,8 +252,12 @@ def build_router(hub: Node) -> APIRouter:
     )
     async def presence(
         channel: str = Path(json_schema_extra={"pattern": CHANNEL_PATTERN}),
-        _: Identity = Depends(admin),
+        who: Identity = Depends(admin),
     ) -> Response:
+        # An admin of one tenant administers that tenant only: another tenant's presence
+        # would name its clients.
+        if not who.tenant_allows(channel):
+            raise Forbidden(f"{channel[:200]!r} is not a channel of tenant {who.tenant!r}")
         return _json(await hub.presence(channel))
 
     @router.get(
