@@ -302,6 +302,30 @@ async def test_refresh_with_another_clients_token_is_refused(secured: RunningHub
         assert (await _recv(ws, "error"))["code"] == "invalid_token"
 
 
+async def test_refresh_with_the_same_sub_of_another_tenant_is_refused(secured: RunningHub) -> None:
+    """Two tenants' "bob" are two clients: a connection never changes tenant."""
+    mine = _token(sub="bob", tenant="acme", channels=["tenant:acme/*"])
+    async with websockets.connect(f"{secured.ws_url}/ws?token={mine}&channel={CHANNEL}") as ws:
+        await _recv(ws, "connected")
+        theirs = _token(sub="bob", tenant="globex", channels=["tenant:globex/*"])
+        await ws.send(json.dumps({"type": "refresh", "token": theirs, "id": "r"}))
+        error = await _recv(ws, "error")
+        assert (error["code"], error["id"]) == ("client_mismatch", "r")
+        # Still acme's bob, on its channels: an event to its personal channel arrives.
+        async with httpx.AsyncClient(base_url=secured.url, timeout=5) as http:
+            sent = await http.post(
+                "/api/v1/publish",
+                json={"channel": "tenant:acme/client:bob", "data": "still"},
+                headers=_bearer(API_KEY),
+            )
+            assert sent.status_code == 201
+            listed = await http.get("/api/v1/connections", headers=_bearer(API_KEY))
+        assert (await _recv(ws, "event"))["data"]["data"] == "still"
+        [connection] = listed.json()["connections"]
+        assert connection["tenant"] == "acme"
+        assert set(connection["channels"]) == {CHANNEL, "tenant:acme/client:bob"}
+
+
 async def test_disconnect_with_revoke_closes_every_connection(secured: RunningHub) -> None:
     token = _token(sub="bob", channels=["*"], publish=[])
     async with httpx.AsyncClient(base_url=secured.url, timeout=10) as http:
