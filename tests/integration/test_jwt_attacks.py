@@ -26,7 +26,7 @@ import jwt
 import pytest
 import websockets
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import RSAAlgorithm
 from websockets.exceptions import ConnectionClosed
 
@@ -189,6 +189,10 @@ PUBLIC_KEY_CASES: dict[str, tuple[Callable[[], str], str | None]] = {
     ),
     "hs256_signed_with_the_public_key_pem_stripped": (
         lambda: _hmac_token({"alg": "HS256", "typ": "JWT"}, _claims(), _HUB_PEM.strip()),
+        "invalid_token",
+    ),
+    "es256_against_the_rsa_key": (
+        lambda: jwt.encode(_claims(), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256"),
         "invalid_token",
     ),
     "rs256_signed_by_another_key": (

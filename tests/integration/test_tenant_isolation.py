@@ -333,7 +333,26 @@ async def test_http_api_reaches_only_what_the_token_allows(hubs: Hubs, claims: C
             refusal = "forbidden" if claims.admin else "admin_required"
             assert await _status(presence, 200, refusal) == claims.may_administer(channel)
 
+        await _check_batch(http, claims, mine, nonce)
         await _check_scheduled(http, claims, mine, nonce)
+
+
+async def _check_batch(
+    http: httpx.AsyncClient, claims: Claims, mine: dict[str, str], nonce: str
+) -> None:
+    """A batch is published whole or not at all: one channel outside the token's rights
+    refuses every event of it."""
+    writable = [c for c in UNIVERSE if claims.may_write(c)]
+    stray = next((c for c in UNIVERSE if not claims.may_write(c)), None)
+    batch = [*writable, *([stray] if stray is not None else [])]
+    marker = f"{nonce}-batch"
+    events = [{"channel": c, "data": marker} for c in batch]
+    answer = await http.post("/api/v1/publish", json={"events": events}, headers=mine)
+    assert await _status(answer, 201, "forbidden") == (stray is None)
+    for channel in batch:
+        history = await http.get(f"/api/v1/channels/{channel}/history", headers=KEY)
+        found = [e for e in history.json()["events"] if e["data"] == marker]
+        assert len(found) == (1 if stray is None else 0), (channel, found)
 
 
 def _admin_of(tenant: str) -> str:
