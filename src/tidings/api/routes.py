@@ -184,7 +184,9 @@ def build_router(hub: Node) -> APIRouter:
     )
     async def cancel_scheduled(key: str, identity: Identity = Depends(caller)) -> Response:
         pending = await hub.get_scheduled(key)
-        if pending is None:
+        # Another tenant's schedule is not there for this caller: a refusal would name
+        # that tenant's channel.
+        if pending is None or not identity.tenant_allows(pending.channel):
             raise NotFound(f"nothing is scheduled under {key[:200]!r}", code="not_scheduled")
         if not identity.may_publish(pending.channel):
             raise Forbidden(f"not allowed to publish to {pending.channel!r}")
