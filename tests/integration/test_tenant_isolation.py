@@ -388,8 +388,15 @@ async def _check_webhooks(
     registered[created.json()["id"]] = claims.tenant
     for endpoint, tenant in registered.items():
         if not claims.sees_endpoint_of(tenant):
-            refused = await http.delete(f"/api/v1/webhooks/{endpoint}", headers=mine)
-            assert refused.status_code == 404
+            at = f"/api/v1/webhooks/{endpoint}"
+            for refused in (
+                await http.patch(at, json={"channels": ["*"]}, headers=mine),
+                await http.post(f"{at}/test", headers=mine),
+                await http.post(f"{at}/deliveries/any/retry", headers=mine),
+                await http.delete(at, headers=mine),
+            ):
+                assert refused.status_code == 404, (refused.request.url, refused.text)
+                assert refused.json()["error"]["code"] == "webhook_not_found"
 
 
 async def _check_deliveries(
