@@ -824,11 +824,14 @@ class Node:
         if connection_id is None:
             return None
         connection = self.connections.get(connection_id)
-        if (
-            connection is not None
-            and not identity.admin
-            and connection.identity.client_id != identity.client_id
-        ):
+        if connection is None:
+            return connection_id
+        owner = connection.identity
+        # A client is its id within its tenant, and an admin of one tenant administers
+        # that tenant's connections only.
+        own = (owner.client_id, owner.tenant) == (identity.client_id, identity.tenant)
+        administered = identity.admin and identity.tenant in (None, owner.tenant)
+        if not (own or administered):
             raise Forbidden("that connection belongs to another client", code="connection_mismatch")
         return connection_id
 

@@ -302,6 +302,30 @@ async def test_refresh_with_another_clients_token_is_refused(secured: RunningHub
         assert (await _recv(ws, "error"))["code"] == "invalid_token"
 
 
+async def test_refresh_with_the_same_sub_of_another_tenant_is_refused(secured: RunningHub) -> None:
+    """Two tenants' "bob" are two clients: a connection never changes tenant."""
+    mine = _token(sub="bob", tenant="acme", channels=["tenant:acme/*"])
+    async with websockets.connect(f"{secured.ws_url}/ws?token={mine}&channel={CHANNEL}") as ws:
+        await _recv(ws, "connected")
+        theirs = _token(sub="bob", tenant="globex", channels=["tenant:globex/*"])
+        await ws.send(json.dumps({"type": "refresh", "token": theirs, "id": "r"}))
+        error = await _recv(ws, "error")
+        assert (error["code"], error["id"]) == ("client_mismatch", "r")
+        # Still acme's bob, on its channels: an event to its personal channel arrives.
+        async with httpx.AsyncClient(base_url=secured.url, timeout=5) as http:
+            sent = await http.post(
+                "/api/v1/publish",
+                json={"channel": "tenant:acme/client:bob", "data": "still"},
+                headers=_bearer(API_KEY),
+            )
+            assert sent.status_code == 201
+            listed = await http.get("/api/v1/connections", headers=_bearer(API_KEY))
+        assert (await _recv(ws, "event"))["data"]["data"] == "still"
+        [connection] = listed.json()["connections"]
+        assert connection["tenant"] == "acme"
+        assert set(connection["channels"]) == {CHANNEL, "tenant:acme/client:bob"}
+
+
 async def test_disconnect_with_revoke_closes_every_connection(secured: RunningHub) -> None:
     token = _token(sub="bob", channels=["*"], publish=[])
     async with httpx.AsyncClient(base_url=secured.url, timeout=10) as http:
@@ -402,3 +426,95 @@ async def test_origin_allowlist() -> None:
         assert refused.value.response.status_code == 403
         async with websockets.connect(served.ws_url + "/ws", origin="https://app.example") as ws:
             assert (await _recv(ws, "connected"))["type"] == "connected"
+
+
+async def _ws_refused(url: str, origin: str, **kwargs: Any) -> int:
+    """The HTTP status a WebSocket handshake from ``origin`` is answered with."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(url, origin=origin, **kwargs):
+            pass
+    return refused.value.response.status_code
+
+
+async def test_default_origins_allow_only_the_hub_itself_and_localhost() -> None:
+    """With no --allowed-origin: same origin, localhost on any port, and requests without
+    an Origin (not browsers) are allowed; every other site is refused on both streams."""
+    async with running_hub() as served:
+        async with httpx.AsyncClient(base_url=served.url, timeout=5) as http:
+            for origin, status in (
+                ("https://evil.example", 403),
+                ("null", 403),  # sandboxed frames, file:// pages
+                ("http://localhost.evil.example", 403),
+                ("http://127.0.0.1.evil.example:8000", 403),
+                ("http://localhost:3000", 200),
+                ("http://127.0.0.1:5173", 200),
+                (served.url, 200),
+            ):
+                async with http.stream(
+                    "GET", "/api/v1/events?channel=o", headers={"Origin": origin}
+                ) as response:
+                    assert response.status_code == status, origin
+                    if status == 403:
+                        body = json.loads(await response.aread())
+                        assert body["error"]["code"] == "origin_not_allowed"
+                        assert "access-control-allow-origin" not in response.headers
+                    else:  # readable by that page, but never with its cookies
+                        assert response.headers["access-control-allow-origin"] == origin
+                        assert "access-control-allow-credentials" not in response.headers
+        for origin in ("https://evil.example", "null", "http://localhost.evil.example"):
+            assert await _ws_refused(served.ws_url + "/ws", origin) == 403, origin
+        for origin in ("http://localhost:3000", served.url):
+            async with websockets.connect(served.ws_url + "/ws", origin=origin) as ws:
+                assert (await _recv(ws, "connected"))["type"] == "connected"
+        async with websockets.connect(served.ws_url + "/ws") as ws:  # no Origin at all
+            assert (await _recv(ws, "connected"))["type"] == "connected"
+
+
+async def test_cross_site_websocket_hijacking_with_a_cookie_is_refused() -> None:
+    """A page on another site makes the browser send the hub's cookie with its WebSocket
+    handshake and its EventSource: the origin, not the cookie, decides."""
+    allowed = "https://app.example"
+    async with running_hub(jwt_secret=SECRET, allowed_origins=(allowed,)) as served:
+        token = _token(sub="alice", channels=["news"], publish=["news"])
+        cookie = {"Cookie": f"access_token={token}"}
+        for origin in ("https://evil.example", "https://app.example.evil.example", "null"):
+            status = await _ws_refused(
+                served.ws_url + "/ws?channel=news", origin, additional_headers=cookie
+            )
+            assert status == 403, origin
+        async with websockets.connect(
+            served.ws_url + "/ws?channel=news",
+            origin=allowed,
+            additional_headers=cookie,
+        ) as ws:
+            assert (await _recv(ws, "connected"))["client_id"] == "alice"
+
+        async with httpx.AsyncClient(base_url=served.url, timeout=5, headers=cookie) as http:
+            url = "/api/v1/events?channel=news"
+            async with http.stream("GET", url, headers={"Origin": "https://evil.example"}) as sse:
+                assert sse.status_code == 403
+                assert json.loads(await sse.aread())["error"]["code"] == "origin_not_allowed"
+                assert "access-control-allow-credentials" not in sse.headers
+            async with http.stream("GET", url, headers={"Origin": allowed}) as sse:
+                assert sse.status_code == 200
+                assert sse.headers["access-control-allow-origin"] == allowed
+                assert sse.headers["access-control-allow-credentials"] == "true"
+            # A cross-site form can POST with the cookie but not as JSON (that needs a
+            # preflight, refused for this origin): the hub publishes JSON bodies only.
+            forged = await http.post(
+                "/api/v1/publish",
+                content=json.dumps({"channel": "news", "data": "forged"}),
+                headers={"Origin": "https://evil.example", "Content-Type": "text/plain"},
+            )
+            assert forged.status_code == 415
+            preflight = await http.options(
+                "/api/v1/publish",
+                headers={
+                    "Origin": "https://evil.example",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "content-type",
+                },
+            )
+            assert "access-control-allow-origin" not in preflight.headers
+            history = await http.get("/api/v1/channels/news/history")
+            assert history.json()["events"] == []

@@ -301,7 +301,20 @@ async def test_http_passes_the_callers_own_connection_on(forwarding: Setup) -> N
         other = mint_token(JWT_SECRET, sub="someone-else", ttl=600, commands=["app.*"])
         stolen = await _command(running, "http", "app.echo", token=other, connection_id=mine)
         assert (stolen.status, stolen.code) == (403, "connection_mismatch")
-    assert len(forwarding.application.calls) == 1
+        # The same client id in another tenant is another client; an admin of another
+        # tenant administers none of acme's connections.
+        for claims in ({}, {"admin": True}):
+            globex = mint_token(
+                JWT_SECRET, sub="op-1", tenant="globex", commands=["app.*"], **claims
+            )
+            stolen = await _command(running, "http", "app.echo", token=globex, connection_id=mine)
+            assert (stolen.status, stolen.code) == (403, "connection_mismatch"), claims
+        acme_admin = mint_token(JWT_SECRET, sub="ops", tenant="acme", admin=True)
+        administered = await _command(
+            running, "http", "app.echo", token=acme_admin, connection_id=mine
+        )
+        assert administered.result is not None
+    assert len(forwarding.application.calls) == 2
 
 
 async def test_openapi_documents_the_endpoint(served: RunningHub) -> None:

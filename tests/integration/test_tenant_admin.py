@@ -91,3 +91,24 @@ async def test_a_tenant_admin_reaches_its_tenant_only() -> None:
         still = await _bob(hub, "other")
         for ws in (acme_bob, other_bob, still):
             await ws.close()
+
+
+async def test_a_tenant_admin_reads_the_presence_of_its_tenant_only() -> None:
+    """Presence names the clients on a channel: another tenant's is refused, not shown."""
+    async with running_hub(jwt_secret=SECRET) as hub:
+        acme_bob, other_bob = await _bob(hub, "acme"), await _bob(hub, "other")
+        acme = _bearer(sub="ops", tenant="acme", admin=True)
+        async with httpx.AsyncClient(base_url=hub.url, headers=acme) as http:
+            outside = await http.get("/api/v1/channels/tenant:other/client:bob/presence")
+            assert outside.status_code == 403
+            assert outside.json()["error"]["code"] == "forbidden"
+            assert "clients" not in outside.json()
+            inside = await http.get("/api/v1/channels/tenant:acme/client:bob/presence")
+            assert inside.status_code == 200
+            assert inside.json()["clients"] == ["bob"]
+        everyone = _bearer(sub="root", admin=True)  # an admin of every tenant
+        async with httpx.AsyncClient(base_url=hub.url, headers=everyone) as http:
+            other = await http.get("/api/v1/channels/tenant:other/client:bob/presence")
+            assert other.json()["clients"] == ["bob"]
+        for ws in (acme_bob, other_bob):
+            await ws.close()

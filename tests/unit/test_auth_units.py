@@ -260,6 +260,26 @@ def test_sub_must_be_a_non_empty_string(sub: Any) -> None:
     assert _refusal(TokenVerifier(secret=SECRET), token).code == "invalid_token"
 
 
+@pytest.mark.parametrize(
+    "sub", ["a\nevent: forged", "a\rb", "a\x00b", "a,b;c", "a b", "auth0|123", "x" * 194]
+)
+def test_sub_must_fit_in_the_personal_channel_name(sub: str) -> None:
+    """The personal channel ``client:<sub>`` is written into SSE ``id:`` lines and
+    cursors as it is: a subject that is no channel name is refused, never escaped."""
+    token = jwt.encode({**_claims(), "sub": sub}, SECRET, algorithm="HS256")
+    error = _refusal(TokenVerifier(secret=SECRET), token)
+    assert error.code == "invalid_token"
+    assert "client:<sub>" in error.message
+
+
+@pytest.mark.parametrize(
+    "sub", ["alice@example.com", "550e8400-e29b-41d4-a716-446655440000", "org/7:user=3", "x" * 193]
+)
+def test_subjects_that_name_a_channel_are_accepted(sub: str) -> None:
+    token = jwt.encode({**_claims(), "sub": sub}, SECRET, algorithm="HS256")
+    assert TokenVerifier(secret=SECRET).verify(token).client_id == sub
+
+
 def test_audience_is_checked_when_configured() -> None:
     verifier = TokenVerifier(secret=SECRET, audience="tidings")
     good = mint_token(SECRET, sub="alice", extra={"aud": "tidings"})

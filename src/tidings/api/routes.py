@@ -184,7 +184,9 @@ def build_router(hub: Node) -> APIRouter:
     )
     async def cancel_scheduled(key: str, identity: Identity = Depends(caller)) -> Response:
         pending = await hub.get_scheduled(key)
-        if pending is None:
+        # Another tenant's schedule is not there for this caller: a refusal would name
+        # that tenant's channel.
+        if pending is None or not identity.tenant_allows(pending.channel):
             raise NotFound(f"nothing is scheduled under {key[:200]!r}", code="not_scheduled")
         if not identity.may_publish(pending.channel):
             raise Forbidden(f"not allowed to publish to {pending.channel!r}")
@@ -252,8 +254,12 @@ def build_router(hub: Node) -> APIRouter:
     )
     async def presence(
         channel: str = Path(json_schema_extra={"pattern": CHANNEL_PATTERN}),
-        _: Identity = Depends(admin),
+        who: Identity = Depends(admin),
     ) -> Response:
+        # An admin of one tenant administers that tenant only: another tenant's presence
+        # would name its clients.
+        if not who.tenant_allows(channel):
+            raise Forbidden(f"{channel[:200]!r} is not a channel of tenant {who.tenant!r}")
         return _json(await hub.presence(channel))
 
     @router.get(

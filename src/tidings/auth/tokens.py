@@ -21,7 +21,8 @@ from typing import Any
 
 import jwt
 
-from tidings.errors import Unauthorized
+from tidings.core.channels import personal_channel, validate_channel
+from tidings.errors import InvalidChannel, Unauthorized
 from tidings.identity import HUB_CLAIMS, Identity
 
 __all__ = [
@@ -153,6 +154,16 @@ def identity_from_claims(claims: Mapping[str, Any], rules: ClaimRules = PLAIN_CL
             f"claim {rules.described('tenant')} must be 1-64 letters, digits, _ - . : @ =",
             code="invalid_token",
         )
+    try:
+        validate_channel(personal_channel(sub, tenant))
+    except InvalidChannel:
+        # The subject names the personal channel, and channel names are written as they
+        # are into SSE `id:` lines: a line break would forge fields, `,` `;` break cursors.
+        raise Unauthorized(
+            f"claim {rules.described('sub')} must fit in the personal channel name "
+            "client:<sub>: letters, digits and _ - . : / @ = (at most 200 in all)",
+            code="invalid_token",
+        ) from None
     roles = rules.roles(claims)
     exp = view.get("exp")
     jti = view.get("jti")

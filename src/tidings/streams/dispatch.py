@@ -103,7 +103,10 @@ def _refresh(hub: Node, connection: Connection, token: str, rid: protocol.Reques
     except TidingsError as exc:
         exc.request_id = rid
         raise
-    if identity.client_id != connection.identity.client_id:
+    # A client is its id within its tenant: two tenants' "bob" are two clients, and a
+    # connection never changes tenant (its personal channel and admin scope are its).
+    held = connection.identity
+    if (identity.client_id, identity.tenant) != (held.client_id, held.tenant):
         raise Forbidden(
             "a refresh token must be for the same client", code="client_mismatch", request_id=rid
         )
