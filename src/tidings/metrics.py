@@ -84,6 +84,14 @@ class HubCollector(Collector):
             "Fire-and-forget publishes that failed.",
             value=counters.nowait_failed,
         )
+        fallbacks = CounterMetricFamily(
+            "tidings_rate_limit_fallbacks",
+            "Rate-limit decisions taken in this process because Redis could not be reached.",
+            labels=["limit"],
+        )
+        fallbacks.add_metric(["connections"], hub.gate.connection_limiter.fallbacks)
+        fallbacks.add_metric(["publishes"], hub.gate.publish_limiter.fallbacks)
+        yield fallbacks
         yield from _webhook_metrics(hub)
 
 

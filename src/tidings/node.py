@@ -62,7 +62,7 @@ from tidings.hooks import ConnectHook
 from tidings.identity import Identity
 from tidings.nowait import NowaitQueue
 from tidings.presence import PresenceTracker
-from tidings.ratelimit import RateLimiter
+from tidings.ratelimit import Limiter
 from tidings.registry import Counters, Registry
 from tidings.scheduling import ScheduleRunner
 from tidings.serial import Serial
@@ -167,11 +167,11 @@ class Node:
         return self.gate.revocations
 
     @property
-    def connection_limiter(self) -> RateLimiter:
+    def connection_limiter(self) -> Limiter:
         return self.gate.connection_limiter
 
     @property
-    def publish_limiter(self) -> RateLimiter:
+    def publish_limiter(self) -> Limiter:
         return self.gate.publish_limiter
 
     @property

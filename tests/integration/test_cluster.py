@@ -370,3 +370,53 @@ async def test_server_side_subscribe_reaches_every_node_and_survives_a_move(
                 while (message := json.loads(await ws.recv()))["type"] != "unsubscribed":
                     pass
             assert message["channel"] == "ops"
+
+
+async def test_connection_rate_holds_across_nodes(shared_redis: str) -> None:
+    with nodes(shared_redis, 2, "--connection-rate", "5") as (a, b):
+        async with httpx.AsyncClient(timeout=10) as http:
+            statuses = []
+            for n in range(6):  # one address, its streams spread over both nodes
+                node = a if n % 2 else b
+                async with http.stream("GET", node.url + "/api/v1/events?channel=rl") as response:
+                    statuses.append(response.status_code)
+                    if response.status_code == 429:
+                        await response.aread()
+                        refusal = response
+            assert statuses == [200] * 5 + [429]
+            assert refusal.json()["error"]["code"] == "rate_limited"
+            assert 0 < float(refusal.headers["Retry-After"]) <= 12
+
+
+async def test_publish_rate_per_client_holds_across_nodes(shared_redis: str) -> None:
+    with nodes(shared_redis, 2, "--jwt-secret", SECRET, "--publish-rate", "2") as (a, b):
+
+        def bearer(sub: str) -> dict[str, str]:
+            token = mint_token(SECRET, sub=sub, channels=["rl"], publish=["rl"])
+            return {"Authorization": f"Bearer {token}"}
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            answers = []
+            for n in range(4):  # within the half second one token takes to come back
+                node = a if n % 2 else b
+                answers.append(
+                    await http.post(
+                        node.url + "/api/v1/publish",
+                        json={"channel": "rl", "data": n},
+                        headers=bearer("pat"),
+                    )
+                )
+            # Each node alone would allow its two; together they allow two (and what
+            # refilled meanwhile), never four.
+            refused = [r for r in answers if r.status_code != 201]
+            assert refused, [r.status_code for r in answers]
+            assert answers[0].status_code == answers[1].status_code == 201
+            assert {r.status_code for r in refused} == {429}
+            assert refused[0].json()["error"]["code"] == "rate_limited"
+            # Another client has a bucket of its own.
+            other = await http.post(
+                a.url + "/api/v1/publish",
+                json={"channel": "rl", "data": 0},
+                headers=bearer("quinn"),
+            )
+            assert other.status_code == 201

@@ -6,16 +6,16 @@ from collections.abc import Iterable
 
 from tidings.errors import Forbidden, LimitExceeded
 from tidings.identity import Identity
-from tidings.ratelimit import RateLimiter
+from tidings.ratelimit import Limiter
 
 __all__ = ["authorize_command", "authorize_publish", "authorize_subscribe", "require_admin"]
 
 
-def authorize_publish(
+async def authorize_publish(
     identity: Identity,
     channels: Iterable[str],
     *,
-    limiter: RateLimiter,
+    limiter: Limiter,
     rate_key: str,
     request_id: str | int | None = None,
 ) -> None:
@@ -23,7 +23,7 @@ def authorize_publish(
     for channel in channels:
         if not identity.may_publish(channel):
             raise Forbidden(f"not allowed to publish to {channel!r}", request_id=request_id)
-    wait = limiter.hit(identity.client_id or rate_key)
+    wait = await limiter.acquire(identity.client_id or rate_key)
     if wait is not None:
         raise LimitExceeded(
             "too many publishes; slow down",

@@ -9,12 +9,14 @@ for the store, ``idle_ttl`` (seconds, default 7 days), how long a channel's keys
 its last event.
 
 Key layout, for prefix ``P`` and channel ``C`` (the implementation lives in
-:mod:`tidings.backends.redis_store`, :mod:`tidings.backends.redis_broker` and here)::
+:mod:`tidings.backends.redis_store`, :mod:`tidings.backends.redis_broker`,
+:mod:`tidings.backends.redis_ratelimit` and here)::
 
     P:m:C              hash    e = epoch, t = newest offset              (store)
     P:h:C              list    "<server ms> <event JSON>", oldest first  (store)
     P:i:<len C>:C:K    string  event JSON stored with idempotency key K  (store)
     P:p:C              hash    node -> "<expiry ms> <entry JSON>"        (presence)
+    P:r:L:K            hash    t = tokens, at = server ms; limit L, key K (rate limits)
     P:<db>:events      pub/sub JSON arrays of events                     (broker)
     P:<db>:control     pub/sub control messages                          (broker)
 
