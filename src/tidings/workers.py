@@ -58,8 +58,12 @@ def serve_workers(settings: Settings) -> int:
     port = reserved.getsockname()[1]
     stopping = threading.Event()
 
-    def start() -> SpawnProcess:
-        process = context.Process(target=_worker, args=(settings, port), daemon=False)
+    def start(index: int) -> SpawnProcess:
+        # Each worker is a node of its own (in listings and metrics): a name of its own.
+        own = settings.model_copy(
+            update={"node_id": f"{settings.node_id}-w{index}" if settings.node_id else None}
+        )
+        process = context.Process(target=_worker, args=(own, port), daemon=False)
         process.start()
         return process
 
@@ -67,7 +71,7 @@ def serve_workers(settings: Settings) -> int:
         stopping.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    processes = [start() for _ in range(settings.workers)]
+    processes = [start(index) for index in range(settings.workers)]
     log.info(
         "tidings serving on http://%s:%s/ with %d workers (broker %s)",
         settings.host,
@@ -82,7 +86,7 @@ def serve_workers(settings: Settings) -> int:
                     log.warning(
                         "worker %s exited with %s; starting another", process.pid, process.exitcode
                     )
-                    processes[index] = start()
+                    processes[index] = start(index)
     finally:
         for process in processes:
             if process.is_alive() and process.pid is not None:

@@ -184,5 +184,3 @@ async def test_unreachable_redis_falls_back_to_this_process(key: str) -> None:
         assert limiter.fallbacks == 3
     finally:
         await limiter.close()
-
-
