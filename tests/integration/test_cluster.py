@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -257,11 +258,27 @@ async def test_redis_outage_gives_503_loses_nothing_acknowledged_and_recovers() 
         server.stop()
 
 
+def _free_port_pair() -> int:
+    """A port P such that P and P + 1 are free (now)."""
+    for _ in range(50):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
 async def test_workers_share_one_port_and_shut_down_gracefully(shared_redis: str) -> None:
     import signal
 
+    own = _free_port_pair()
     node = start_process(
-        "--workers", "2", "--node-id", "box", "--broker", shared_redis, "--store", shared_redis
+        *("--workers", "2", "--node-id", "box", "--worker-ports", str(own)),
+        *("--broker", shared_redis, "--store", shared_redis),
     )
     try:
         ws_url = node.url.replace("http", "ws") + "/ws?channel=w"
@@ -285,6 +302,18 @@ async def test_workers_share_one_port_and_shut_down_gracefully(shared_redis: str
             assert len(listed) == len(connection_ids)
             # Both workers serve some: the kernel spread the connections.
             assert {c["node"] for c in listed} == {"box-w0", "box-w1"}
+            # Each worker is scraped alone on its own port, its samples named by its node.
+            for index in (0, 1):
+                metrics = (await http.get(f"http://127.0.0.1:{own + index}/metrics")).text
+                opened = [
+                    line
+                    for line in metrics.splitlines()
+                    if line.startswith("tidings_connections_opened_total")
+                ]
+                assert opened == [
+                    f'tidings_connections_opened_total{{node="box-w{index}"}} '
+                    f"{sum(c['node'] == f'box-w{index}' for c in listed)}.0"
+                ]
             event = (await http.post("/api/v1/publish", json={"channel": "w", "data": 1})).json()
         for ws in clients:
             async with asyncio.timeout(10):

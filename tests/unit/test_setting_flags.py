@@ -33,6 +33,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "jwt_audience": ("hub", "hub"),
     "jwt_issuer": ("issuer", "issuer"),
     "node_id": ("edge-1", "edge-1"),
+    "worker_ports": ("9100", 9100),
     "connect_hook": ("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook"),
     "api_keys": ("ops=k3y", None),
     "allowed_origins": ("https://a.example", ("https://a.example",)),
