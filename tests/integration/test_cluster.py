@@ -497,3 +497,78 @@ async def test_connections_list_every_node_within_the_admins_tenant(shared_redis
             await bob.close()
             # A closed connection leaves the other nodes' lists too.
             assert [c["id"] for c in await listed(a, acme, 1)] == [ids["carol"]]
+
+
+async def test_redis_restarted_without_its_data_tells_subscribers_with_reset() -> None:
+    """Redis comes back empty (no persistence): the node reconnects by itself, and its
+    subscribers, WebSocket and SSE, get ``reset`` for the history that is gone, then the
+    events published after the restart; a client resuming from before gets ``reset``."""
+    server = RedisServer()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        from tests.redis_support import no_redis
+
+        no_redis(str(exc))
+    try:
+        with nodes(server.url, 1) as (node,):
+            ws_url = node.url.replace("http", "ws") + "/ws?channel=kept"
+            async with (
+                websockets.connect(ws_url) as ws,
+                httpx.AsyncClient(base_url=node.url, timeout=5) as http,
+                aconnect_sse(http, "GET", "/api/v1/events?channel=kept") as sse,
+            ):
+                events = sse.aiter_sse()
+                assert json.loads(await ws.recv())["type"] == "connected"
+                assert json.loads(await ws.recv())["type"] == "subscribed"
+                before = (
+                    await http.post("/api/v1/publish", json={"channel": "kept", "data": "before"})
+                ).json()
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await ws.recv()))["type"] != "event":
+                        pass
+                assert message["data"] == before
+                assert json.loads((await next_event(events)).data) == before
+
+                await asyncio.to_thread(server.stop)
+                refused = await http.post("/api/v1/publish", json={"channel": "kept", "data": 0})
+                assert refused.status_code == 503
+                assert refused.json()["error"]["code"] == "unavailable"
+                await asyncio.to_thread(server.start)  # empty: nothing was persisted
+
+                # The node reconnects by itself: publishes succeed again, without a restart.
+                async with asyncio.timeout(15):
+                    while True:
+                        after = await http.post(
+                            "/api/v1/publish", json={"channel": "kept", "data": "after"}
+                        )
+                        if after.status_code == 201:
+                            break
+                        assert after.status_code == 503, after.text
+                        await asyncio.sleep(0.1)  # the broker's backoff, nothing to await
+                assert after.json()["id"].split("-")[0] != before["id"].split("-")[0]
+
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await ws.recv()))["type"] != "reset":
+                        assert message["type"] != "event", message
+                    assert message["channel"] == "kept"
+                    assert message["reason"] == "history_gap"
+                    while (message := json.loads(await ws.recv()))["type"] != "event":
+                        pass
+                assert message["data"] == after.json()
+                reset = await next_event(events)
+                assert reset.event == "reset"
+                assert json.loads(reset.data)["channel"] == "kept"
+                assert json.loads((await next_event(events, skip=("reset",))).data) == after.json()
+
+            # A client resuming from before the restart is told too.
+            async with websockets.connect(node.url.replace("http", "ws") + "/ws") as late:
+                await late.send(
+                    json.dumps({"type": "subscribe", "channel": "kept", "since": before["id"]})
+                )
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await late.recv()))["type"] != "reset":
+                        assert message["type"] != "event", message
+                assert message["channel"] == "kept"
+    finally:
+        server.stop()
