@@ -168,6 +168,7 @@ class PresenceTracker:
                     {channel: PresenceEntry(0) for channel in self._written},
                     self.ttl,
                 )
-                if self.listing is not None:
+            if self.listing is not None:
+                with contextlib.suppress(Exception):
                     await self.backend.update_listing(self.node, [], self.ttl)
             await self.backend.close()

@@ -497,6 +497,10 @@ async def test_connections_list_every_node_within_the_admins_tenant(shared_redis
             await bob.close()
             # A closed connection leaves the other nodes' lists too.
             assert [c["id"] for c in await listed(a, acme, 1)] == [ids["carol"]]
+            # A node that stops takes its listing with it at once (one that dies: when
+            # its listing expires, as the presence contract tests check).
+            assert await asyncio.to_thread(b.stop) == 0
+            assert [c["id"] for c in await listed(a, bearer(admin=True), 1)] == [ids["carol"]]
 
 
 async def test_redis_restarted_without_its_data_tells_subscribers_with_reset() -> None:
