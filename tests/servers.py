@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -162,3 +163,10 @@ async def running_app(app: Any) -> AsyncIterator[int]:
     )
     async with serving(uvicorn.Server(config)) as port:
         yield port
+
+
+def without_node_label(metrics: str) -> str:
+    """``/metrics`` text with each sample's ``node`` label removed, so that a test can
+    look for a sample by its other labels whatever the hub's node id."""
+    stripped = re.sub(r'node="[^"]*"', "", metrics)
+    return stripped.replace("{,", "{").replace(",}", "}").replace(",,", ",").replace("{}", "")

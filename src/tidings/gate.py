@@ -1,6 +1,7 @@
 """The admission gate: who may open a stream, as whom, on which channels.
 
-One object per hub holds what admission needs: the connection rate limiter, the
+One object per hub holds what admission needs: the connection rate limiter (shared by
+every node when the backends are Redis, see :func:`tidings.backends.limiter_for`), the
 authenticator (with its revocations), the connect hook and the access policy. Both
 stream paths call :meth:`Gate.admit` with the facts of a request; nothing here knows a
 transport. What must never happen: a stream that follows a channel its identity may not
@@ -16,12 +17,13 @@ from dataclasses import dataclass, field, replace
 from tidings.auth.authenticator import Authenticator, credential_from
 from tidings.auth.policy import authorize_subscribe
 from tidings.auth.revocation import Revocations
+from tidings.backends import limiter_for
 from tidings.core.channels import personal_channel
 from tidings.core.request import RequestFacts, client_ip
 from tidings.errors import BadRequest, LimitExceeded
 from tidings.hooks import ConnectHook, HttpConnectHook, decide
 from tidings.identity import Identity
-from tidings.ratelimit import RateLimiter
+from tidings.ratelimit import Limiter
 from tidings.settings import Settings
 from tidings.targeting import AutoChannels, Grants
 
@@ -46,8 +48,13 @@ class Gate:
         self.settings = settings
         self.revocations = Revocations()
         self.authenticator = Authenticator(settings, self.revocations)
-        self.connection_limiter = RateLimiter(settings.connection_rate, 60.0)
-        self.publish_limiter = RateLimiter(settings.publish_rate, 1.0)
+        shared = (settings.broker, settings.store)
+        self.connection_limiter: Limiter = limiter_for(
+            shared, settings.connection_rate, 60.0, name="connections"
+        )
+        self.publish_limiter: Limiter = limiter_for(
+            shared, settings.publish_rate, 1.0, name="publishes"
+        )
         self.connect_hook: ConnectHook | None = (
             HttpConnectHook(settings.connect_hook) if settings.connect_hook else None
         )
@@ -72,7 +79,7 @@ class Gate:
         channels and server-side subscriptions, see :mod:`tidings.targeting`).
         """
         limiter = self.connection_limiter
-        wait = limiter.hit(client_ip(facts.peer)) if limiter.rate > 0 else None
+        wait = await limiter.acquire(client_ip(facts.peer)) if limiter.rate > 0 else None
         if wait is not None:
             raise LimitExceeded(
                 "too many new connections from this address (the connection_rate setting)",
@@ -120,5 +127,7 @@ class Gate:
         return chosen
 
     async def aclose(self) -> None:
+        await self.connection_limiter.close()
+        await self.publish_limiter.close()
         if isinstance(self.connect_hook, HttpConnectHook):
             await self.connect_hook.aclose()

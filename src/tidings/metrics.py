@@ -3,7 +3,10 @@
 Nothing is counted on the hot path for metrics' sake: sessions count what they
 deliver anyway, and this collector adds them up when ``/metrics`` is scraped. Each hub
 has its own registry, so several hubs in one process (tests, embedding) never collide.
-Labels never carry client ids, tokens or keys.
+Every sample carries a ``node`` label, the hub's ``node_id``: metrics stay per process
+(as Prometheus expects of a target), and the label tells the processes of a cluster, or
+the workers behind one port, apart once their series meet in one query. Labels never
+carry client ids, tokens or keys.
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ class HubCollector(Collector):
         self.hub = hub
 
     def collect(self) -> Iterator[Metric]:
+        # One constant label, added at scrape time: nothing per event, a few dozen
+        # samples per scrape.
+        node = self.hub.node_id
+        for family in self._families():
+            family.samples = [
+                sample._replace(labels={**sample.labels, "node": node}) for sample in family.samples
+            ]
+            yield family
+
+    def _families(self) -> Iterator[Metric]:
         hub = self.hub
         connections = GaugeMetricFamily(
             "tidings_connections", "Open stream connections.", labels=["transport"]
@@ -84,6 +97,14 @@ class HubCollector(Collector):
             "Fire-and-forget publishes that failed.",
             value=counters.nowait_failed,
         )
+        fallbacks = CounterMetricFamily(
+            "tidings_rate_limit_fallbacks",
+            "Rate-limit decisions taken in this process because Redis could not be reached.",
+            labels=["limit"],
+        )
+        fallbacks.add_metric(["connections"], hub.gate.connection_limiter.fallbacks)
+        fallbacks.add_metric(["publishes"], hub.gate.publish_limiter.fallbacks)
+        yield fallbacks
         yield from _webhook_metrics(hub)
 
 

@@ -12,7 +12,9 @@ frames, so fan-out never waits for a socket and a slow client never slows anyone
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
@@ -62,7 +64,7 @@ from tidings.hooks import ConnectHook
 from tidings.identity import Identity
 from tidings.nowait import NowaitQueue
 from tidings.presence import PresenceTracker
-from tidings.ratelimit import RateLimiter
+from tidings.ratelimit import Limiter
 from tidings.registry import Counters, Registry
 from tidings.scheduling import ScheduleRunner
 from tidings.serial import Serial
@@ -123,8 +125,14 @@ class Node:
         self.fanout = FanOut(
             self.store, history_size=self.settings.history_size, on_change=self._changed
         )
+        #: This process's name in the cluster: the ``node`` of its listed connections
+        #: and of its metrics, and the owner of its presence entries.
+        self.node_id = self.settings.node_id or secrets.token_hex(6)
         self.presence_tracker = PresenceTracker(
-            presence or presence_from_url(self.settings.broker), self.fanout
+            presence or presence_from_url(self.settings.broker),
+            self.fanout,
+            node=self.node_id,
+            listing=self._listing,
         )
         secret = self.settings.command_secret
         #: In-process command handlers, and the application's command URL.
@@ -167,11 +175,11 @@ class Node:
         return self.gate.revocations
 
     @property
-    def connection_limiter(self) -> RateLimiter:
+    def connection_limiter(self) -> Limiter:
         return self.gate.connection_limiter
 
     @property
-    def publish_limiter(self) -> RateLimiter:
+    def publish_limiter(self) -> Limiter:
         return self.gate.publish_limiter
 
     @property
@@ -475,6 +483,7 @@ class Node:
 
     def _changed(self, channel: str) -> None:
         self.presence_tracker.changed(channel)
+        self.presence_tracker.connections_changed()  # a connection's channels changed
 
     def _on_control(self, message: dict[str, Any]) -> None:
         """Cluster-wide control messages, applied on every node (this one included)."""
@@ -725,6 +734,7 @@ class Node:
             "connected",
             extra={**connection.log_extra(), "client_id": client_id or "-"},
         )
+        self.presence_tracker.connections_changed()
         self._notify(self._on_connect, connection)
         return connection
 
@@ -740,6 +750,7 @@ class Node:
             extra={**connection.log_extra(), "reason": session.close_reason or "client_gone"},
         )
         connection.release()
+        self.presence_tracker.connections_changed()
         self._notify(self._on_disconnect, connection)
 
     def _forget(self, connection: Connection, channel: str) -> None:
@@ -882,6 +893,28 @@ class Node:
             "connections": entry.connections,
             "clients": list(entry.clients),
         }
+
+    def _listing(self, limit: int) -> list[dict[str, Any]]:
+        """At most ``limit`` of this node's connection summaries, each with its ``node``."""
+        return [
+            {**c.info(), "node": self.node_id}
+            for c in itertools.islice(self.connections.values(), limit)
+        ]
+
+    async def connection_list(self, *, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Every node's connections (of ``tenant`` only, if given): this node's from its
+        registry, the others' from the listings they keep in the presence backend (a
+        second or so old, at most ``max_listed`` per node); :class:`Unavailable` when
+        that backend cannot be read."""
+        rows = self._listing(len(self.connections))
+        try:
+            rows.extend(await self.presence_tracker.other_listings())
+        except Exception as exc:
+            log.warning("connection listings read failed: %s", type(exc).__name__)
+            raise Unavailable("the cluster's connections cannot be read right now") from None
+        if tenant is not None:
+            rows = [row for row in rows if row.get("tenant") == tenant]
+        return rows
 
     def subscriptions_count(self) -> int:
         return sum(len(subs) for subs in self.fanout.subscribers.values())

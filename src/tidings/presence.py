@@ -5,6 +5,12 @@ With a shared broker, each node writes its own entry per channel to the
 subscribers of a channel change, and all of them again every third of the entry
 lifetime, so the entries of a node that died expire by themselves. A single-node hub
 has no backend and answers from its own registry.
+
+The same way, each node writes a listing of its connections (at most ``max_listed``
+summaries, at most once per ``listing_interval`` when they changed, and at every
+refresh), so that ``GET /api/v1/connections`` on any node lists every node's. The
+answering node's own connections are always read from its registry, never from the
+backend, so they are never stale.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from tidings.backends.base import Presence, PresenceEntry
 from tidings.tasks import cancel_and_wait
@@ -36,12 +44,22 @@ class PresenceTracker:
         *,
         ttl: float = 30.0,
         debounce: float = 0.05,
+        node: str | None = None,
+        listing: Callable[[int], list[dict[str, Any]]] | None = None,
+        max_listed: int = 1000,
+        listing_interval: float = 1.0,
     ) -> None:
         self.backend = backend
         self.fanout = fanout
-        self.node = secrets.token_hex(6)
+        self.node = node or secrets.token_hex(6)
         self.ttl = ttl
         self.debounce = debounce
+        #: This node's connection summaries, at most the number given.
+        self.listing = listing
+        self.max_listed = max_listed
+        self.listing_interval = listing_interval
+        self._listing_dirty = False
+        self._listed_at = -math.inf
         self._dirty: set[str] = set()
         self._written: set[str] = set()
         self._wake: asyncio.Event | None = None
@@ -58,6 +76,21 @@ class PresenceTracker:
         self._dirty.add(channel)
         if self._wake is not None:
             self._wake.set()
+
+    def connections_changed(self) -> None:
+        """A connection opened, closed or changed its channels: list it again soon."""
+        if self.backend is None or self.listing is None:
+            return
+        self._listing_dirty = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def other_listings(self) -> list[dict[str, Any]]:
+        """The connection summaries the other live nodes listed (each with ``node``)."""
+        if self.backend is None:
+            return []
+        listings = await self.backend.listings()
+        return [row for node, rows in listings.items() if node != self.node for row in rows]
 
     async def get(self, channel: str) -> PresenceEntry:
         if self.backend is None:
@@ -77,18 +110,35 @@ class PresenceTracker:
         loop = asyncio.get_running_loop()
         next_refresh = loop.time() + refresh
         while True:
+            wake_at = next_refresh
+            if self._listing_dirty:
+                # A listing waits for its interval: a connect storm writes it once a second.
+                wake_at = min(wake_at, self._listed_at + self.listing_interval)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, next_refresh - loop.time())):
+                async with asyncio.timeout(max(0.0, wake_at - loop.time())):
                     await self._wake.wait()
                     await asyncio.sleep(self.debounce)  # gather a burst of (un)subscribes
             self._wake.clear()
             if loop.time() >= next_refresh:
                 self._dirty.update(self.fanout.subscribers)
+                self._listing_dirty = self.listing is not None
                 next_refresh = loop.time() + refresh
             try:
                 await self._flush()
+                if self._listing_dirty and loop.time() >= self._listed_at + self.listing_interval:
+                    await self._write_listing(loop.time())
             except Exception as exc:
                 log.warning("presence update failed: %s", type(exc).__name__)
+
+    async def _write_listing(self, now: float) -> None:
+        assert self.backend is not None and self.listing is not None
+        self._listing_dirty = False
+        self._listed_at = now
+        try:
+            await self.backend.update_listing(self.node, self.listing(self.max_listed), self.ttl)
+        except Exception:
+            self._listing_dirty = True  # try again on the next round
+            raise
 
     async def _flush(self) -> None:
         if self.backend is None or not self._dirty:
@@ -118,4 +168,7 @@ class PresenceTracker:
                     {channel: PresenceEntry(0) for channel in self._written},
                     self.ttl,
                 )
+            if self.listing is not None:
+                with contextlib.suppress(Exception):
+                    await self.backend.update_listing(self.node, [], self.ttl)
             await self.backend.close()

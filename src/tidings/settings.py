@@ -259,6 +259,23 @@ class Settings(BaseModel):
         ge=1,
         description="processes on one port (`SO_REUSEPORT`); more than 1 needs a shared broker",
     )
+    worker_ports: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=(
+            "with `--workers N`, worker i also listens alone on this port + i, so that "
+            "each can be scraped (`/metrics`) by itself"
+        ),
+    )
+    node_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._:-]{1,64}$",
+        description=(
+            "this process's name in the cluster (`node` of `/api/v1/connections` and of "
+            "`/metrics`); unique per node; workers add `-w<i>`; default: random per start"
+        ),
+    )
     data_plane: Literal["native", "asgi"] = Field(
         "native",
         description=(

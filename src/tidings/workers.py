@@ -7,6 +7,10 @@ parent holds the port reserved for the workers' lifetime. Each worker runs a ful
 with the same settings, which must name a shared broker. On SIGTERM or SIGINT the
 parent asks every worker to shut down gracefully (each sends ``server_shutdown`` to its
 clients) and waits for them; a worker that dies unexpectedly is replaced.
+
+A scrape of the shared port reaches whichever worker the kernel picks, so with
+``worker_ports`` each worker also listens on a port of its own (``worker_ports + i``),
+where Prometheus scrapes it; each worker's metrics carry its own ``node`` label.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def _socket(settings: Settings, port: int) -> socket.socket:
     return sock
 
 
-def _worker(settings: Settings, port: int) -> None:  # pragma: no cover - a subprocess
+def _worker(settings: Settings, port: int, index: int) -> None:  # pragma: no cover - a subprocess
     from tidings.hub import Hub
     from tidings.logs import configure_logging
     from tidings.server import HubServer, build_config
@@ -44,9 +48,14 @@ def _worker(settings: Settings, port: int) -> None:  # pragma: no cover - a subp
     configure_logging(settings.log_format, settings.log_level)
     sock = _socket(settings, port)
     sock.listen(2048)
+    sockets = [sock]
+    if settings.worker_ports is not None:
+        own = _bound(settings.model_copy(update={"port": settings.worker_ports + index}))
+        own.listen(128)
+        sockets.append(own)
     hub = Hub(settings)
     server = HubServer(build_config(hub, settings), hub)
-    server.run(sockets=[sock])
+    server.run(sockets=sockets)
 
 
 def serve_workers(settings: Settings) -> int:
@@ -58,8 +67,12 @@ def serve_workers(settings: Settings) -> int:
     port = reserved.getsockname()[1]
     stopping = threading.Event()
 
-    def start() -> SpawnProcess:
-        process = context.Process(target=_worker, args=(settings, port), daemon=False)
+    def start(index: int) -> SpawnProcess:
+        # Each worker is a node of its own (in listings and metrics): a name of its own.
+        own = settings.model_copy(
+            update={"node_id": f"{settings.node_id}-w{index}" if settings.node_id else None}
+        )
+        process = context.Process(target=_worker, args=(own, port, index), daemon=False)
         process.start()
         return process
 
@@ -67,7 +80,7 @@ def serve_workers(settings: Settings) -> int:
         stopping.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    processes = [start() for _ in range(settings.workers)]
+    processes = [start(index) for index in range(settings.workers)]
     log.info(
         "tidings serving on http://%s:%s/ with %d workers (broker %s)",
         settings.host,
@@ -82,7 +95,7 @@ def serve_workers(settings: Settings) -> int:
                     log.warning(
                         "worker %s exited with %s; starting another", process.pid, process.exitcode
                     )
-                    processes[index] = start()
+                    processes[index] = start(index)
     finally:
         for process in processes:
             if process.is_alive() and process.pid is not None:

@@ -41,6 +41,11 @@ def test_dashboard_status_publish_and_reconnect(browser: Any, served_hub: Served
         page.get_by_role("button", name="Show").click()
         expect(page.locator("#history-table tbody tr")).to_have_count(1, timeout=5_000)
         expect(page.locator("#connections-table")).to_contain_text("(this page)", timeout=10_000)
+        # Each row names the node holding the connection (every node's are listed).
+        listed = httpx.get(f"{served_hub.url}api/v1/connections").json()["connections"]
+        this_page = page.locator("#connections-table tbody tr", has_text="(this page)")
+        expect(this_page).to_contain_text(listed[0]["node"])
+        expect(page.locator("#connections-note")).to_contain_text("on 1 node(s)")
         expect(page.locator("#channels-table")).to_contain_text("demo", timeout=10_000)
         # A channel with history and no subscriber is listed, with its length (#12.17),
         # as soon as it changes: well before the 5 s refresh.

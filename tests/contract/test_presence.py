@@ -153,6 +153,43 @@ async def test_client_ids_round_trip(make_presence: MakePresence, channel: str) 
     assert await presence.get(channel) == PresenceEntry(len(odd), tuple(sorted(odd)))
 
 
+# -- connection listings ---------------------------------------------------------------
+
+ROWS = [{"id": "c1", "tenant": None, "channels": ["a", "caf\u00e9"]}, {"id": "c2"}]
+
+
+async def test_a_listing_is_read_back_and_replaced(make_presence: MakePresence) -> None:
+    presence = await make_presence()
+    assert await presence.listings() == {}
+    await presence.update_listing("node-a", ROWS, LONG)
+    assert await presence.listings() == {"node-a": ROWS}
+    await presence.update_listing("node-a", ROWS[1:], LONG)
+    assert await presence.listings() == {"node-a": ROWS[1:]}
+    await presence.update_listing("node-a", [], LONG)
+    assert await presence.listings() == {}
+
+
+async def test_a_dead_nodes_listing_expires(make_presence: MakePresence) -> None:
+    presence = await make_presence()
+    await presence.update_listing("dying", ROWS, TTL)
+    await presence.update_listing("alive", ROWS[:1], LONG)
+    assert await presence.listings() == {"dying": ROWS, "alive": ROWS[:1]}
+    await asyncio.sleep(TTL + 0.15)
+    assert await presence.listings() == {"alive": ROWS[:1]}
+
+
+async def test_nodes_see_each_others_listings(
+    presence_factory: PresenceFactory, make_presence: MakePresence
+) -> None:
+    if not presence_factory.shared:
+        pytest.skip("presence of this backend is one node's own")
+    first, second = await make_presence(), await make_presence()
+    await first.update_listing("node-a", ROWS[:1], LONG)
+    await second.update_listing("node-b", ROWS[1:], LONG)
+    for presence in (first, second):
+        assert await presence.listings() == {"node-a": ROWS[:1], "node-b": ROWS[1:]}
+
+
 async def test_close_is_idempotent(make_presence: MakePresence) -> None:
     presence = await make_presence()
     await presence.close()
@@ -170,5 +207,9 @@ async def test_an_unreachable_presence_says_so(
             await asyncio.wait_for(presence.get(channel), 10)
         with pytest.raises(Exception):  # noqa: B017
             await asyncio.wait_for(presence.update("node-a", {channel: PresenceEntry(1)}, LONG), 10)
+        with pytest.raises(Exception):  # noqa: B017
+            await asyncio.wait_for(presence.listings(), 10)
+        with pytest.raises(Exception):  # noqa: B017
+            await asyncio.wait_for(presence.update_listing("node-a", ROWS, LONG), 10)
     finally:
         await presence.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -257,10 +258,28 @@ async def test_redis_outage_gives_503_loses_nothing_acknowledged_and_recovers() 
         server.stop()
 
 
+def _free_port_pair() -> int:
+    """A port P such that P and P + 1 are free (now)."""
+    for _ in range(50):
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
 async def test_workers_share_one_port_and_shut_down_gracefully(shared_redis: str) -> None:
     import signal
 
-    node = start_process("--workers", "2", "--broker", shared_redis, "--store", shared_redis)
+    own = _free_port_pair()
+    node = start_process(
+        *("--workers", "2", "--node-id", "box", "--worker-ports", str(own)),
+        *("--broker", shared_redis, "--store", shared_redis),
+    )
     try:
         ws_url = node.url.replace("http", "ws") + "/ws?channel=w"
         clients = [await websockets.connect(ws_url) for _ in range(16)]
@@ -270,19 +289,31 @@ async def test_workers_share_one_port_and_shut_down_gracefully(shared_redis: str
             connection_ids.add(connected["connection_id"])
             assert json.loads(await ws.recv())["type"] == "subscribed"
         async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
-            # Each worker answers for its own connections: both workers serve some.
-            seen_by = set()
-            for _ in range(200):
-                # A new TCP connection each time, so the kernel may pick another worker
-                # (by a hash of the addresses: a busy machine can repeat one for a while).
-                listed = (
-                    await http.get("/api/v1/connections", headers={"Connection": "close"})
-                ).json()["connections"]
-                seen_by.add(frozenset(c["id"] for c in listed))
-                if len(seen_by) == 2:
-                    break
-            assert len(seen_by) == 2
-            assert frozenset().union(*seen_by) == connection_ids
+            # Whichever worker answers lists every worker's connections (each names its
+            # worker), once the others' listings are written: within a second or so.
+            async with asyncio.timeout(10):
+                while True:
+                    listed = (
+                        await http.get("/api/v1/connections", headers={"Connection": "close"})
+                    ).json()["connections"]
+                    if {c["id"] for c in listed} == connection_ids:
+                        break
+                    await asyncio.sleep(0.1)
+            assert len(listed) == len(connection_ids)
+            # Both workers serve some: the kernel spread the connections.
+            assert {c["node"] for c in listed} == {"box-w0", "box-w1"}
+            # Each worker is scraped alone on its own port, its samples named by its node.
+            for index in (0, 1):
+                metrics = (await http.get(f"http://127.0.0.1:{own + index}/metrics")).text
+                opened = [
+                    line
+                    for line in metrics.splitlines()
+                    if line.startswith("tidings_connections_opened_total")
+                ]
+                assert opened == [
+                    f'tidings_connections_opened_total{{node="box-w{index}"}} '
+                    f"{sum(c['node'] == f'box-w{index}' for c in listed)}.0"
+                ]
             event = (await http.post("/api/v1/publish", json={"channel": "w", "data": 1})).json()
         for ws in clients:
             async with asyncio.timeout(10):
@@ -370,3 +401,178 @@ async def test_server_side_subscribe_reaches_every_node_and_survives_a_move(
                 while (message := json.loads(await ws.recv()))["type"] != "unsubscribed":
                     pass
             assert message["channel"] == "ops"
+
+
+async def test_connection_rate_holds_across_nodes(shared_redis: str) -> None:
+    with nodes(shared_redis, 2, "--connection-rate", "5") as (a, b):
+        async with httpx.AsyncClient(timeout=10) as http:
+            statuses = []
+            for n in range(6):  # one address, its streams spread over both nodes
+                node = a if n % 2 else b
+                async with http.stream("GET", node.url + "/api/v1/events?channel=rl") as response:
+                    statuses.append(response.status_code)
+                    if response.status_code == 429:
+                        await response.aread()
+                        refusal = response
+            assert statuses == [200] * 5 + [429]
+            assert refusal.json()["error"]["code"] == "rate_limited"
+            assert 0 < float(refusal.headers["Retry-After"]) <= 12
+
+
+async def test_publish_rate_per_client_holds_across_nodes(shared_redis: str) -> None:
+    with nodes(shared_redis, 2, "--jwt-secret", SECRET, "--publish-rate", "2") as (a, b):
+
+        def bearer(sub: str) -> dict[str, str]:
+            token = mint_token(SECRET, sub=sub, channels=["rl"], publish=["rl"])
+            return {"Authorization": f"Bearer {token}"}
+
+        async with httpx.AsyncClient(timeout=10) as http:
+            answers = []
+            for n in range(4):  # within the half second one token takes to come back
+                node = a if n % 2 else b
+                answers.append(
+                    await http.post(
+                        node.url + "/api/v1/publish",
+                        json={"channel": "rl", "data": n},
+                        headers=bearer("pat"),
+                    )
+                )
+            # Each node alone would allow its two; together they allow two (and what
+            # refilled meanwhile), never four.
+            refused = [r for r in answers if r.status_code != 201]
+            assert refused, [r.status_code for r in answers]
+            assert answers[0].status_code == answers[1].status_code == 201
+            assert {r.status_code for r in refused} == {429}
+            assert refused[0].json()["error"]["code"] == "rate_limited"
+            # Another client has a bucket of its own.
+            other = await http.post(
+                a.url + "/api/v1/publish",
+                json={"channel": "rl", "data": 0},
+                headers=bearer("quinn"),
+            )
+            assert other.status_code == 201
+
+
+async def test_connections_list_every_node_within_the_admins_tenant(shared_redis: str) -> None:
+    with nodes(shared_redis, 2, "--jwt-secret", SECRET) as (a, b):
+
+        def ws_url(node: HubProcess, sub: str, tenant: str) -> str:
+            token = mint_token(SECRET, sub=sub, tenant=tenant, channels=["**"])
+            return node.url.replace("http", "ws") + f"/ws?token={token}"
+
+        def bearer(**claims: Any) -> dict[str, str]:
+            return {"Authorization": "Bearer " + mint_token(SECRET, sub="ops", **claims)}
+
+        async def listed(node: HubProcess, headers: dict[str, str], count: int) -> list[Any]:
+            # Other nodes' listings are written within a second of a change: poll for it.
+            async with asyncio.timeout(10):
+                while True:
+                    response = await http.get(node.url + "/api/v1/connections", headers=headers)
+                    assert response.status_code == 200, response.text
+                    found: list[Any] = response.json()["connections"]
+                    if len(found) == count:
+                        return found
+                    await asyncio.sleep(0.1)
+
+        ids = {}
+        async with (
+            httpx.AsyncClient(timeout=10) as http,
+            websockets.connect(ws_url(a, "carol", "acme")) as carol,
+            websockets.connect(ws_url(b, "bob", "acme")) as bob,
+            websockets.connect(ws_url(b, "bob", "other")) as other_bob,
+        ):
+            for name, ws in (("carol", carol), ("bob", bob), ("other_bob", other_bob)):
+                ids[name] = json.loads(await ws.recv())["connection_id"]
+            acme = bearer(tenant="acme", admin=True)
+            for node in (a, b):
+                found = await listed(node, acme, 2)
+                assert {c["id"] for c in found} == {ids["carol"], ids["bob"]}
+                assert {c["tenant"] for c in found} == {"acme"}
+            everyone = await listed(a, bearer(admin=True), 3)
+            by_id = {c["id"]: c for c in everyone}
+            assert set(by_id) == set(ids.values())
+            assert by_id[ids["bob"]]["node"] == by_id[ids["other_bob"]]["node"]
+            assert by_id[ids["bob"]]["node"] != by_id[ids["carol"]]["node"]
+            assert by_id[ids["bob"]]["channels"] == ["tenant:acme/client:bob"]
+            await bob.close()
+            # A closed connection leaves the other nodes' lists too.
+            assert [c["id"] for c in await listed(a, acme, 1)] == [ids["carol"]]
+            # A node that stops takes its listing with it at once (one that dies: when
+            # its listing expires, as the presence contract tests check).
+            assert await asyncio.to_thread(b.stop) == 0
+            assert [c["id"] for c in await listed(a, bearer(admin=True), 1)] == [ids["carol"]]
+
+
+async def test_redis_restarted_without_its_data_tells_subscribers_with_reset() -> None:
+    """Redis comes back empty (no persistence): the node reconnects by itself, and its
+    subscribers, WebSocket and SSE, get ``reset`` for the history that is gone, then the
+    events published after the restart; a client resuming from before gets ``reset``."""
+    server = RedisServer()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        from tests.redis_support import no_redis
+
+        no_redis(str(exc))
+    try:
+        with nodes(server.url, 1) as (node,):
+            ws_url = node.url.replace("http", "ws") + "/ws?channel=kept"
+            async with (
+                websockets.connect(ws_url) as ws,
+                httpx.AsyncClient(base_url=node.url, timeout=5) as http,
+                aconnect_sse(http, "GET", "/api/v1/events?channel=kept") as sse,
+            ):
+                events = sse.aiter_sse()
+                assert json.loads(await ws.recv())["type"] == "connected"
+                assert json.loads(await ws.recv())["type"] == "subscribed"
+                before = (
+                    await http.post("/api/v1/publish", json={"channel": "kept", "data": "before"})
+                ).json()
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await ws.recv()))["type"] != "event":
+                        pass
+                assert message["data"] == before
+                assert json.loads((await next_event(events)).data) == before
+
+                await asyncio.to_thread(server.stop)
+                refused = await http.post("/api/v1/publish", json={"channel": "kept", "data": 0})
+                assert refused.status_code == 503
+                assert refused.json()["error"]["code"] == "unavailable"
+                await asyncio.to_thread(server.start)  # empty: nothing was persisted
+
+                # The node reconnects by itself: publishes succeed again, without a restart.
+                async with asyncio.timeout(15):
+                    while True:
+                        after = await http.post(
+                            "/api/v1/publish", json={"channel": "kept", "data": "after"}
+                        )
+                        if after.status_code == 201:
+                            break
+                        assert after.status_code == 503, after.text
+                        await asyncio.sleep(0.1)  # the broker's backoff, nothing to await
+                assert after.json()["id"].split("-")[0] != before["id"].split("-")[0]
+
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await ws.recv()))["type"] != "reset":
+                        assert message["type"] != "event", message
+                    assert message["channel"] == "kept"
+                    assert message["reason"] == "history_gap"
+                    while (message := json.loads(await ws.recv()))["type"] != "event":
+                        pass
+                assert message["data"] == after.json()
+                reset = await next_event(events)
+                assert reset.event == "reset"
+                assert json.loads(reset.data)["channel"] == "kept"
+                assert json.loads((await next_event(events, skip=("reset",))).data) == after.json()
+
+            # A client resuming from before the restart is told too.
+            async with websockets.connect(node.url.replace("http", "ws") + "/ws") as late:
+                await late.send(
+                    json.dumps({"type": "subscribe", "channel": "kept", "since": before["id"]})
+                )
+                async with asyncio.timeout(10):
+                    while (message := json.loads(await late.recv()))["type"] != "reset":
+                        assert message["type"] != "event", message
+                assert message["channel"] == "kept"
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import websockets
 
-from tests.servers import RunningHub, running_hub
+from tests.servers import RunningHub, running_hub, without_node_label
 
 
 async def test_publish_single_and_batch(served: RunningHub) -> None:
@@ -188,7 +188,12 @@ async def test_health_ready_metrics_and_request_ids(served: RunningHub) -> None:
         assert ready.status_code == 200
         assert ready.json()["status"] == "ready"
         await http.post("/api/v1/publish", json={"channel": "m", "data": 1})
-        metrics = (await http.get("/metrics")).text
+        text = (await http.get("/metrics")).text
+        samples = [line for line in text.splitlines() if not line.startswith("#")]
+        # Every sample names the node (process) it comes from.
+        node = f'node="{served.hub.node_id}"'
+        assert samples and all(node in line for line in samples)
+        metrics = without_node_label(text)
         assert "tidings_events_published_total 1.0" in metrics
         assert 'tidings_connections{transport="sse"} 0.0' in metrics
         assert "tidings_slow_consumer_disconnects_total" in metrics

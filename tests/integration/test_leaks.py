@@ -27,7 +27,7 @@ import websockets
 from httpx_sse import aconnect_sse
 from websockets.asyncio.client import ClientConnection
 
-from tests.servers import RunningHub, running_hub
+from tests.servers import RunningHub, running_hub, without_node_label
 from tidings.connection import Connection
 from tidings.core.session import Session
 
@@ -223,7 +223,7 @@ async def test_connect_disconnect_cycles_leave_nothing_behind() -> None:
             assert response.json() == {"connections": []}
             channels = (await admin.get("/api/v1/channels")).json()["channels"]
             assert [c for c in channels if c["subscribers"]] == []  # history stays; no one follows
-            metrics = (await admin.get("/metrics")).text
+            metrics = without_node_label((await admin.get("/metrics")).text)
             assert _metric(metrics, 'tidings_connections{transport="sse"}') == 0
             assert _metric(metrics, 'tidings_connections{transport="websocket"}') == 0
             assert _metric(metrics, "tidings_subscriptions") == 0

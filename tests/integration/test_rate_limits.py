@@ -190,6 +190,32 @@ async def test_http_publishes_per_client_are_limited_with_retry_after() -> None:
         assert len(history.events) == 5 + 1 + 2
 
 
+async def test_the_same_client_id_in_two_tenants_has_two_buckets() -> None:
+    async with (
+        running_hub(jwt_secret=SECRET, publish_rate=2) as running,
+        httpx.AsyncClient(base_url=running.url, timeout=5) as http,
+    ):
+        running.hub.gate.publish_limiter = RateLimiter(2, 1, clock=FakeClock())
+
+        def bearer(tenant: str) -> dict[str, str]:
+            token = mint_token(
+                SECRET, sub="bob", tenant=tenant, channels=["**"], publish=["**"], ttl=600
+            )
+            return {"Authorization": f"Bearer {token}"}
+
+        def body(tenant: str) -> dict[str, Any]:
+            return {"channel": f"tenant:{tenant}/news", "data": 1}
+
+        for _ in range(2):
+            answer = await http.post("/api/v1/publish", json=body("acme"), headers=bearer("acme"))
+            assert answer.status_code == 201
+        spent = await http.post("/api/v1/publish", json=body("acme"), headers=bearer("acme"))
+        assert spent.status_code == 429
+        # Tenant other's bob is another client: acme's bob used nothing of his.
+        other = await http.post("/api/v1/publish", json=body("other"), headers=bearer("other"))
+        assert other.status_code == 201
+
+
 async def test_publish_rate_recovers_in_real_time() -> None:
     async with (
         running_hub(jwt_secret=SECRET, publish_rate=5) as running,

@@ -18,7 +18,7 @@ import websockets
 from standardwebhooks import Webhook
 
 from tests.redis_support import delete_prefix, redis_url, unique_prefix, with_options
-from tests.servers import running_hub, start_process
+from tests.servers import running_hub, start_process, without_node_label
 from tests.webhook_receiver import receiving
 from tidings.auth.tokens import mint_token
 from tidings.webhooks import verify
@@ -85,7 +85,7 @@ async def test_a_delivery_is_signed_as_standard_webhooks_says() -> None:
             assert {d["status"] for d in deliveries} == {"delivered"}
             assert all(d["attempts"] == 1 and d["last_status"] == 200 for d in deliveries)
             assert len(receiver.arrivals["/ok"]) == 2  # nothing else matched
-            metrics = (await http.get("/metrics")).text
+            metrics = without_node_label((await http.get("/metrics")).text)
             assert 'tidings_webhook_deliveries_total{outcome="delivered"} 2.0' in metrics
             assert "tidings_webhook_delivery_seconds_count 2.0" in metrics
             assert "tidings_webhook_outbox " in metrics
@@ -364,6 +364,6 @@ async def test_an_endpoint_failing_too_long_or_too_far_behind_is_disabled() -> N
                         data = message["data"]["data"]
                         reasons[data["endpoint_id"]] = data["reason"]
             assert reasons == {failing["id"]: "failing", behind["id"]: "backlog_full"}
-            metrics = (await http.get("/metrics")).text
+            metrics = without_node_label((await http.get("/metrics")).text)
             assert 'tidings_webhook_deliveries_total{outcome="dropped"}' in metrics
             await ws.close()

@@ -32,6 +32,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "jwks_file": ("jwks.json", "jwks.json"),
     "jwt_audience": ("hub", "hub"),
     "jwt_issuer": ("issuer", "issuer"),
+    "node_id": ("edge-1", "edge-1"),
+    "worker_ports": ("9100", 9100),
     "connect_hook": ("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook"),
     "api_keys": ("ops=k3y", None),
     "allowed_origins": ("https://a.example", ("https://a.example",)),

@@ -133,10 +133,14 @@ class ConnectionOut(BaseModel):
     connected_at: str
     queued: int
     state: str
+    node: str = Field(description="the node (process) holding the connection")
 
 
 class ConnectionList(BaseModel):
-    connections: list[ConnectionOut]
+    connections: list[ConnectionOut] = Field(
+        description="every node's connections: the answering node's as they are, the "
+        "others' as they listed them within the last second or so (at most 1,000 each)"
+    )
 
 
 class PresenceOut(BaseModel):

@@ -111,7 +111,7 @@ async def publish_json(
             batch = BatchPublishRequest.model_validate(body)
         except ValidationError as exc:
             raise validation_error(exc) from None
-        authorize_publish(
+        await authorize_publish(
             identity,
             {e.channel for e in batch.events},
             limiter=hub.publish_limiter,
@@ -157,7 +157,7 @@ async def publish_json(
                 code="invalid_idempotency_key",
             )
         one = one.model_copy(update={"idempotency_key": idempotency_key})
-    authorize_publish(identity, [one.channel], limiter=hub.publish_limiter, rate_key=rate_key)
+    await authorize_publish(identity, [one.channel], limiter=hub.publish_limiter, rate_key=rate_key)
     _key_needs_time([one])
     if one.scheduled:
         await _may_replace(hub, identity, [one])

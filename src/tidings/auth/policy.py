@@ -6,16 +6,22 @@ from collections.abc import Iterable
 
 from tidings.errors import Forbidden, LimitExceeded
 from tidings.identity import Identity
-from tidings.ratelimit import RateLimiter
+from tidings.ratelimit import Limiter
 
-__all__ = ["authorize_command", "authorize_publish", "authorize_subscribe", "require_admin"]
+__all__ = [
+    "authorize_command",
+    "authorize_publish",
+    "authorize_subscribe",
+    "publish_rate_key",
+    "require_admin",
+]
 
 
-def authorize_publish(
+async def authorize_publish(
     identity: Identity,
     channels: Iterable[str],
     *,
-    limiter: RateLimiter,
+    limiter: Limiter,
     rate_key: str,
     request_id: str | int | None = None,
 ) -> None:
@@ -23,7 +29,7 @@ def authorize_publish(
     for channel in channels:
         if not identity.may_publish(channel):
             raise Forbidden(f"not allowed to publish to {channel!r}", request_id=request_id)
-    wait = limiter.hit(identity.client_id or rate_key)
+    wait = await limiter.acquire(publish_rate_key(identity, rate_key))
     if wait is not None:
         raise LimitExceeded(
             "too many publishes; slow down",
@@ -31,6 +37,15 @@ def authorize_publish(
             retry_after=wait,
             request_id=request_id,
         )
+
+
+def publish_rate_key(identity: Identity, fallback: str) -> str:
+    """Whose bucket a publish takes from: the client's, within its tenant (the same
+    ``sub`` in two tenants is two clients), else ``fallback``'s (the caller's address).
+    The prefixes keep a client named like an address apart from that address."""
+    if identity.client_id is None:
+        return f"ip:{fallback}"
+    return f"client:{identity.tenant or ''}/{identity.client_id}"
 
 
 def authorize_subscribe(

@@ -10,6 +10,8 @@ dependencies stay optional.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tidings.backends.base import (
     Broker,
     NewEvent,
@@ -20,6 +22,7 @@ from tidings.backends.base import (
     Store,
     StoreLimits,
 )
+from tidings.ratelimit import Limiter, RateLimiter
 
 __all__ = [
     "Broker",
@@ -29,6 +32,7 @@ __all__ = [
     "Store",
     "StoreLimits",
     "broker_from_url",
+    "limiter_for",
     "presence_from_url",
     "records_for",
     "redact_url",
@@ -149,6 +153,19 @@ def presence_from_url(url: str) -> Presence | None:
 
         return RedisPresence(url)
     raise ValueError(f"unknown broker scheme {scheme!r}: use memory:// or redis://host")
+
+
+def limiter_for(urls: Sequence[str], rate: float, per: float, *, name: str) -> Limiter:
+    """A rate limiter shared through the first Redis URL of ``urls`` (the broker's, then
+    the store's), so that the limit holds across nodes; one in this process otherwise.
+    ``name`` keeps this limit's buckets apart from another's."""
+    for url in urls:
+        if _scheme(url) in _REDIS_SCHEMES:
+            _require_redis()
+            from tidings.backends.redis_ratelimit import RedisRateLimiter
+
+            return RedisRateLimiter(url, rate, per, name=name)
+    return RateLimiter(rate, per)
 
 
 def redact_url(url: str) -> str:

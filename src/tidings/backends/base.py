@@ -233,12 +233,20 @@ class Presence(Protocol):
       ``ttl`` seconds unless updated again, so a node that dies drops out by itself.
     * :meth:`get` sums the live entries of every node for ``channel``: total
       connections, and the distinct client ids, sorted.
+    * :meth:`update_listing` replaces this ``node``'s listing (JSON objects the backend
+      does not look into: the hub's connection summaries); an empty one removes it.
+      A listing lives for ``ttl`` seconds unless updated again.
+    * :meth:`listings` returns the live listings of every node, by node.
     * :meth:`close` is idempotent.
     """
 
     async def update(self, node: str, entries: dict[str, PresenceEntry], ttl: float) -> None: ...
 
     async def get(self, channel: str) -> PresenceEntry: ...
+
+    async def update_listing(self, node: str, rows: Sequence[Any], ttl: float) -> None: ...
+
+    async def listings(self) -> dict[str, list[Any]]: ...
 
     async def close(self) -> None: ...
 

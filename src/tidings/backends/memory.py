@@ -202,6 +202,7 @@ class MemoryPresence:
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._entries: dict[str, dict[str, tuple[float, PresenceEntry]]] = {}
+        self._listings: dict[str, tuple[float, list[Any]]] = {}
 
     async def update(self, node: str, entries: dict[str, PresenceEntry], ttl: float) -> None:
         expires = self._clock() + ttl
@@ -221,5 +222,16 @@ class MemoryPresence:
         clients = sorted({client for entry in live for client in entry.clients})
         return PresenceEntry(sum(entry.connections for entry in live), tuple(clients))
 
+    async def update_listing(self, node: str, rows: Sequence[Any], ttl: float) -> None:
+        if rows:
+            self._listings[node] = (self._clock() + ttl, list(rows))
+        else:
+            self._listings.pop(node, None)
+
+    async def listings(self) -> dict[str, list[Any]]:
+        now = self._clock()
+        return {node: rows for node, (expires, rows) in self._listings.items() if expires > now}
+
     async def close(self) -> None:
         self._entries.clear()
+        self._listings.clear()

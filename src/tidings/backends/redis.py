@@ -9,12 +9,15 @@ for the store, ``idle_ttl`` (seconds, default 7 days), how long a channel's keys
 its last event.
 
 Key layout, for prefix ``P`` and channel ``C`` (the implementation lives in
-:mod:`tidings.backends.redis_store`, :mod:`tidings.backends.redis_broker` and here)::
+:mod:`tidings.backends.redis_store`, :mod:`tidings.backends.redis_broker`,
+:mod:`tidings.backends.redis_ratelimit` and here)::
 
     P:m:C              hash    e = epoch, t = newest offset              (store)
     P:h:C              list    "<server ms> <event JSON>", oldest first  (store)
     P:i:<len C>:C:K    string  event JSON stored with idempotency key K  (store)
     P:p:C              hash    node -> "<expiry ms> <entry JSON>"        (presence)
+    P:c                hash    node -> "<expiry ms> [node, [row…]]"      (connection listings)
+    P:r:L:K            hash    t = tokens, at = server ms; limit L, key K (rate limits)
     P:<db>:events      pub/sub JSON arrays of events                     (broker)
     P:<db>:control     pub/sub control messages                          (broker)
 
@@ -47,7 +50,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -242,6 +245,7 @@ class RedisPresence:
         self._client = connect(options.url)
         self._update = self._client.register_script(_PRESENCE_UPDATE)
         self._get = self._client.register_script(_PRESENCE_GET)
+        self._listing_key = f"{self.prefix}:c"
         self._closed = False
 
     def _key(self, channel: str) -> str:
@@ -270,6 +274,24 @@ class RedisPresence:
             connections += int(entry["c"])
             clients.update(entry["k"])
         return PresenceEntry(connections, tuple(sorted(clients)))
+
+    async def update_listing(self, node: str, rows: Sequence[Any], ttl: float) -> None:
+        # One hash for every node's listing, [node, rows] in each field (the read script
+        # answers values only): the same scripts as a channel's presence.
+        value = orjson.dumps([node, list(rows)]) if rows else b""
+        with unavailable("presence"):
+            await self._update(
+                keys=[self._listing_key], args=[node, max(1, math.ceil(ttl * 1000)), value]
+            )
+
+    async def listings(self) -> dict[str, list[Any]]:
+        with unavailable("presence"):
+            raw = await self._get(keys=[self._listing_key])
+        found: dict[str, list[Any]] = {}
+        for item in raw:
+            node, rows = orjson.loads(item)
+            found[node] = rows
+        return found
 
     async def close(self) -> None:
         if self._closed:

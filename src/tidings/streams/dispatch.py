@@ -46,7 +46,7 @@ async def dispatch(hub: Node, connection: Connection, message: protocol.ClientMe
         case protocol.Unsubscribe(channel, rid):
             hub.unsubscribe(connection, channel, request_id=rid)
         case protocol.Publish(channel, event_type, data, rid) as publish:
-            authorize_publish(
+            await authorize_publish(
                 identity,
                 [channel],
                 limiter=hub.publish_limiter,
