@@ -19,6 +19,7 @@ contain secrets, tokens or stack traces.
     │   ├── HandshakeError            400 bad_request (not a WebSocket opening handshake)
     │   └── UnsupportedMediaType      415 unsupported_media_type
     ├── TooLarge                      413 too_large (event_too_large, body_too_large, …)
+    │   └── HeadersTooLarge           431 headers_too_large (the request's header block)
     ├── Unauthorized                  401 unauthorized
     │   └── InvalidSignature          401 invalid_signature (a Standard Webhooks signature)
     ├── Forbidden                     403 forbidden
@@ -44,6 +45,7 @@ __all__ = [
     "CommandUnavailable",
     "Forbidden",
     "HandshakeError",
+    "HeadersTooLarge",
     "IllegalTransition",
     "InvalidChannel",
     "InvalidEvent",
@@ -157,6 +159,16 @@ class TooLarge(TidingsError):
 
     status = 413
     code = "too_large"
+
+
+class HeadersTooLarge(TooLarge):
+    """A request's header block passed ``max_header_size`` (raised while it is parsed)."""
+
+    status = 431
+    code = "headers_too_large"
+
+    def __init__(self, message: str = "the request's header block is too large") -> None:
+        super().__init__(message)
 
 
 class Unauthorized(TidingsError):

@@ -30,6 +30,7 @@ from typing import Any, cast
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tidings.errors import HeadersTooLarge
 from tidings.settings import Settings
 
 __all__ = [
@@ -78,13 +79,10 @@ def request_limits(settings: Settings) -> RequestLimits:
     )
 
 
-class HeadersTooLarge(Exception):
-    """Raised from a parser callback when the header block passes its cap: httptools
-    stops parsing there and re-raises it (as the context of its callback error)."""
-
-
 def is_headers_too_large(exc: httptools.HttpParserError) -> bool:
-    """Whether the parser stopped on :class:`HeadersTooLarge`."""
+    """Whether the parser stopped on :class:`HeadersTooLarge`, raised from a parser
+    callback when the header block passes its cap: httptools stops parsing there and
+    raises its own error with ours as the context."""
     return isinstance(exc.__context__, HeadersTooLarge)
 
 
