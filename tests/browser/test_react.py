@@ -40,11 +40,18 @@ def static_server() -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     handler = functools.partial(QuietHandler, directory=str(CLIENT_DIR))
+    with in_thread(handler) as base:
+        yield base + "/"
+
+
+@contextlib.contextmanager
+def in_thread(handler: Any) -> Iterator[str]:
+    """Serve ``handler`` on a free port of 127.0.0.1 from a thread; yield its base URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -122,16 +129,11 @@ class CommandApp(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def command_app() -> Iterator[str]:
     CommandApp.release.clear()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CommandApp)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/commands"
-    finally:
-        CommandApp.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with in_thread(CommandApp) as base:
+        try:
+            yield base + "/commands"
+        finally:
+            CommandApp.release.set()  # before the server stops: no handler is left waiting
 
 
 def test_use_command_is_pending_then_gives_the_result_or_the_error(

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.ws_frames import MASK
+from tests.ws_frames import frame as client_frame
 from tidings.core.websocket import (
     OP_BINARY,
     OP_CLOSE,
@@ -30,31 +32,6 @@ from tidings.core.websocket import (
     text_frame,
 )
 from tidings.dataplane.websocket import State, WebSocketProtocol
-
-MASK = b"\x37\xfa\x21\x3d"
-
-
-def client_frame(
-    opcode: int,
-    payload: bytes,
-    *,
-    fin: bool = True,
-    mask: bytes | None = MASK,
-    rsv: int = 0,
-) -> bytes:
-    """A frame as a client sends it, masked byte by byte (independently of the Reader)."""
-    length = len(payload)
-    first = (0x80 if fin else 0) | rsv << 4 | opcode
-    mask_bit = 0x80 if mask is not None else 0
-    if length < 126:
-        header = bytes((first, mask_bit | length))
-    elif length < 0x10000:
-        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
-    if mask is None:
-        return header + payload
-    return header + mask + bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
 
 
 def masked(server_frame: bytes, mask: bytes = MASK) -> bytes:
