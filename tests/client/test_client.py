@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import RunningHub, running_hub
+from tests.servers import RunningHub, free_port, running_hub
 from tidings.auth.tokens import mint_token
+from tidings.bench.chaos_proxy import Proxy
 from tidings.client import (
     Backoff,
     Client,
@@ -217,6 +218,106 @@ async def test_token_provider_is_called_again_on_every_reconnect(
         event = await client.publish("alerts", "m", "after")
         assert await _next(sub) == event
     assert len(issued) > before
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_connections_dropped_before_the_handshake_are_retried(
+    served: RunningHub, transport: str
+) -> None:
+    # A proxy whose upstream is down accepts and drops at once: the client sees the
+    # connection fail at any step of the handshake (websockets raises InvalidMessage or
+    # ConnectionClosedError, depending on timing). Every one must lead to another attempt.
+    proxy = Proxy(free_port())
+    await proxy.start()
+    failures = 0
+    enough = asyncio.Event()
+
+    def status(change: StatusChange) -> None:
+        nonlocal failures
+        if change.status is Status.RECONNECTING:
+            failures += 1
+            if failures >= 60:
+                enough.set()
+
+    fast = Backoff(initial=0.0, jitter=0.0, attempts=None)
+    url = f"http://127.0.0.1:{proxy.port}"
+    try:
+        async with Client(url, transport=transport, backoff=fast, on_status=status) as client:
+            sub = client.subscribe("alerts")
+            await asyncio.wait_for(enough.wait(), 20)
+            proxy.upstream = served.port
+            await sub.ready(timeout=10)
+            async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+                await http.post("/api/v1/publish", json={"channel": "alerts", "data": 1})
+            assert (await _next(sub)).data == 1
+    finally:
+        await proxy.close()
+
+
+async def test_a_failure_nobody_foresaw_does_not_end_the_reconnect_loop() -> None:
+    # A peer that is not a hub (or a broken proxy) answers the first connection with a
+    # message that is not JSON. The attempt fails; the client must try again, not sit in
+    # "reconnecting" for ever with its loop gone.
+    from websockets.asyncio.server import ServerConnection, serve
+
+    attempts = 0
+
+    async def peer(ws: ServerConnection) -> None:
+        nonlocal attempts
+        attempts += 1
+        await ws.send("not json" if attempts == 1 else '{"type": "connected"}')
+        await ws.wait_closed()
+
+    statuses: list[StatusChange] = []
+    connected = asyncio.Event()
+
+    def status(change: StatusChange) -> None:
+        statuses.append(change)
+        if change.status is Status.CONNECTED:
+            connected.set()
+
+    async with serve(peer, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        fast = Backoff(initial=0.0, jitter=0.0, attempts=None)
+        async with Client(f"ws://127.0.0.1:{port}", backoff=fast, on_status=status):
+            await asyncio.wait_for(connected.wait(), 10)
+    reasons = [change.reason for change in statuses if change.status is Status.RECONNECTING]
+    assert reasons == ["unexpected: JSONDecodeError"]
+    assert attempts == 2
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_token_refused_as_expired_is_minted_again(
+    secured: RunningHub, transport: str
+) -> None:
+    # The provider hands out a token that has lapsed (beyond the hub's leeway) twice;
+    # the hub refuses it with token_expired, and a provider can do better next time.
+    calls = 0
+
+    def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return _token(ttl=-60) if calls <= 2 else _token()
+
+    async with Client(secured.url, token=provider, transport=transport, backoff=FAST) as client:
+        sub = client.subscribe("alerts")
+        await sub.ready()
+        event = await client.publish("alerts", "m", "fresh")
+        assert await _next(sub) == event
+    assert calls >= 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_fixed_expired_token_fails_at_once(secured: RunningHub, transport: str) -> None:
+    statuses: list[StatusChange] = []
+    expired = _token(ttl=-60)
+    async with Client(
+        secured.url, token=expired, transport=transport, backoff=FAST, on_status=statuses.append
+    ) as client:
+        sub = client.subscribe("alerts")
+        with pytest.raises(ConnectionFailed, match="token_expired"):
+            await _next(sub)
+    assert [s.status for s in statuses].count(Status.RECONNECTING) == 0
 
 
 async def test_latency_is_measured_from_ping_pong(served: RunningHub) -> None:

@@ -13,6 +13,7 @@ from tidings.client.session import (
     ResetNotice,
     Send,
     SSEStreamSession,
+    SubscribeDeferred,
     Subscribed,
     SubscribeFailed,
     WebSocketSession,
@@ -116,6 +117,28 @@ def test_websocket_session_routes_a_refused_subscribe_to_its_channel() -> None:
     refusal = {"type": "error", "code": "forbidden", "message": "no", "id": subscribe.message["id"]}
     assert session.receive(_ws(refusal)) == [SubscribeFailed("secret", "forbidden", "no")]
     assert "secret" not in session.channels
+
+
+def test_a_passing_refusal_keeps_the_channel_and_is_asked_again() -> None:
+    session = WebSocketSession()
+    session.follow("alerts", None, since="abc123-4")
+    [_, first] = session.receive(_ws({"type": "connected", "connection_id": "c"}))
+    assert isinstance(first, Send)
+    refusal = {
+        "type": "error",
+        "code": "unavailable",
+        "message": "redis",
+        "id": first.message["id"],
+    }
+    assert session.receive(_ws(refusal)) == [SubscribeDeferred("alerts", "unavailable")]
+    assert "alerts" in session.channels
+    [again] = session.resubscribe("alerts")
+    assert isinstance(again, Send)
+    assert again.message["since"] == "abc123-4"
+    assert again.message["id"] != first.message["id"]
+    assert session.resubscribe("alerts") == []  # one request in flight is enough
+    session.lost()
+    assert session.resubscribe("alerts") == []  # the next connection subscribes anyway
 
 
 def test_close_codes_follow_the_table() -> None:

@@ -49,6 +49,7 @@ from tidings.client.session import (
     Send,
     SSEStreamSession,
     Subscribed,
+    SubscribeDeferred,
     SubscribeFailed,
     WebSocketSession,
     close_reason,
@@ -542,9 +543,23 @@ class Client:
                 outcome = _Outcome(f"token_provider_failed: {exc!r}", True, False)
             else:
                 started = self._clock()
-                outcome = await link.run_once(token)
+                try:
+                    outcome = await link.run_once(token)
+                except Exception as exc:
+                    # A failure no transport foresaw must not end the loop silently and
+                    # leave the client "reconnecting" for ever: log it and go on.
+                    logger.exception("connection attempt failed unexpectedly")
+                    outcome = _Outcome(f"unexpected: {type(exc).__name__}", True, False)
                 if outcome.worked and self._clock() - started >= self.backoff.stable_after:
                     attempt = 0
+            if (
+                not outcome.reconnect
+                and outcome.reason == "token_expired"
+                and callable(self._token_provider)
+            ):
+                # The token was stale when it reached the hub (a lapsed session, a slow
+                # network): the provider is asked again on the next attempt.
+                outcome = _Outcome(outcome.reason, True, outcome.worked)
             if not outcome.reconnect:
                 await self._fail(link, ConnectionFailed(outcome.reason), channel)
                 return
@@ -672,7 +687,7 @@ class _WebSocketLink(_Link):
 
     async def run_once(self, token: str | None) -> _Outcome:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+        from websockets.exceptions import ConnectionClosed, WebSocketException
 
         client = self.client
         url = client.ws_url + ("?" + urlencode({"token": token}) if token else "")
@@ -708,7 +723,9 @@ class _WebSocketLink(_Link):
                 except ConnectionClosed:
                     pass
                 code, reason = ws.close_code, ws.close_reason or ""
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            # WebSocketException, not only InvalidHandshake: a connection dropped during
+            # the handshake raises ConnectionClosedError from connect().
             return _Outcome(f"connect_failed: {type(exc).__name__}", True, worked)
         finally:
             self._ws = None
@@ -739,6 +756,9 @@ class _WebSocketLink(_Link):
         elif isinstance(action, Subscribed):
             self._in_place.add(action.channel)
             self._mark_ready(action.channel)
+        elif isinstance(action, SubscribeDeferred):
+            logger.info("subscribing to %s deferred: %s", action.channel, action.code)
+            self.client._spawn(self._subscribe_later(action.channel))
         elif isinstance(action, SubscribeFailed):
             error = RequestError(action.code, action.message)
             for consumer in self.client._consumers.pop(action.channel, []):
@@ -751,6 +771,11 @@ class _WebSocketLink(_Link):
             await self.client._dispatch(
                 list(self.client._consumers.get(action.channel, [])), action
             )
+
+    async def _subscribe_later(self, channel: str) -> None:
+        client = self.client
+        await client._sleep(client.backoff.delay(0, client._random))
+        self._send_soon(self.session.resubscribe(channel))
 
     def _start_helpers(self, token: str | None) -> list[asyncio.Task[Any]]:
         helpers = []

@@ -31,6 +31,7 @@ __all__ = [
     "ResetNotice",
     "SSEStreamSession",
     "Send",
+    "SubscribeDeferred",
     "SubscribeFailed",
     "Subscribed",
     "WebSocketSession",
@@ -43,6 +44,10 @@ _RECONNECT_BY_CODE: dict[int, bool] = {int(code): again for code, again in CLOSE
 _REASON_BY_CODE: dict[int, str] = {}
 for _reason, (_code, _again) in CLOSE_CODES.items():
     _REASON_BY_CODE.setdefault(int(_code), _reason)
+
+
+#: Refusals of a ``subscribe`` that may not hold a moment later: the request is repeated.
+PASSING_REFUSALS = frozenset({"unavailable", "rate_limited", "limit_exceeded"})
 
 
 def should_reconnect(code: int | None) -> bool:
@@ -158,6 +163,16 @@ class SubscribeFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscribeDeferred:
+    """The hub refused to subscribe ``channel`` for a passing reason (a backend being
+    restarted, a rate limit): the channel stays followed; subscribe again after a pause
+    with :meth:`WebSocketSession.resubscribe`."""
+
+    channel: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
 class Closing:
     """The hub announced it is ending the connection (``disconnect``)."""
 
@@ -181,6 +196,7 @@ Action = (
     | Opened
     | Subscribed
     | SubscribeFailed
+    | SubscribeDeferred
     | Closing
     | ErrorNotice
 )
@@ -225,6 +241,14 @@ class WebSocketSession:
         else:
             state.types = types
         return [Send(self._subscribe(channel, state))] if self.open else []
+
+    def resubscribe(self, channel: str) -> list[Action]:
+        """Ask again for a deferred subscription, if the channel is still followed and
+        the connection open (a new connection subscribes to everything anyway)."""
+        state = self.channels.get(channel)
+        if state is None or not self.open or channel in self._subscribing.values():
+            return []
+        return [Send(self._subscribe(channel, state))]
 
     def unfollow(self, channel: str) -> list[Action]:
         """Stop following ``channel``."""
@@ -283,9 +307,13 @@ class WebSocketSession:
         rid = message.get("id")
         if kind == "error" and isinstance(rid, str) and rid in self._subscribing:
             channel = self._subscribing.pop(rid)
-            if self.channels.pop(channel, None) is None:
+            code = str(message.get("code"))
+            if channel not in self.channels:
                 return []
-            return [SubscribeFailed(channel, str(message.get("code")), str(message.get("message")))]
+            if code in PASSING_REFUSALS:
+                return [SubscribeDeferred(channel, code)]
+            del self.channels[channel]
+            return [SubscribeFailed(channel, code, str(message.get("message")))]
         if isinstance(rid, str) and kind in {"published", "pong", "refreshed", "result", "error"}:
             return [Reply(rid, message)]
         if kind == "error":
