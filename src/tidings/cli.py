@@ -270,7 +270,7 @@ def listen(
 @app.command()
 def bench(
     mode: Annotated[
-        str, typer.Option(help="fanout, publish, inprocess, connections or replay.")
+        str, typer.Option(help="fanout, publish, inprocess, connections, replay or chaos.")
     ] = "fanout",
     server: Annotated[
         str | None,
@@ -282,7 +282,9 @@ def bench(
     transport: Annotated[str, typer.Option(help="ws, sse, or ws,sse.")] = "ws",
     subscribers: Annotated[
         str | None,
-        typer.Option(help="N, or several: 100,1000,5000 (fanout: 100; connections: 10000)."),
+        typer.Option(
+            help="N, or several: 100,1000,5000 (fanout: 100; connections: 10000; chaos: 2000)."
+        ),
     ] = None,
     events: Annotated[
         int | None,
@@ -291,19 +293,33 @@ def bench(
     rate: Annotated[float, typer.Option(help="Events per second.")] = 20.0,
     size: Annotated[int, typer.Option(help="Payload padding, bytes.")] = 100,
     drain_timeout: Annotated[
-        float, typer.Option(help="Give up after s without a delivery.")
-    ] = 10.0,
+        float | None,
+        typer.Option(
+            help="Give up after s without a delivery (chaos: s to wait for the last ones).",
+            show_default="10; chaos: 120",
+        ),
+    ] = None,
     duration: Annotated[
-        float, typer.Option(help="publish, inprocess: measured seconds per phase.")
-    ] = 5.0,
+        float | None,
+        typer.Option(
+            help="publish, inprocess: measured seconds per phase; chaos: seconds of faults.",
+            show_default="5; chaos: 60",
+        ),
+    ] = None,
+    nodes: Annotated[int, typer.Option(help="chaos: hub nodes on one Redis.")] = 3,
+    channels: Annotated[int, typer.Option(help="chaos: channels the events spread over.")] = 10,
     connections: Annotated[
         int, typer.Option(help="publish: keep-alive connections of the load generator.")
     ] = 16,
     batch: Annotated[int, typer.Option(help="publish, inprocess: events per batch.")] = 1000,
     repetitions: Annotated[int, typer.Option(help="replay: resumes timed per store.")] = 200,
     connect_timeout: Annotated[
-        float, typer.Option(help="connections: seconds allowed for all handshakes.")
-    ] = 120.0,
+        float | None,
+        typer.Option(
+            help="connections, chaos: seconds allowed for all handshakes.",
+            show_default="120; chaos: 120 + N/20",
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print results as JSON.", metavar="")
     ] = False,
@@ -326,7 +342,7 @@ def bench(
             events=50 if events is None else events,
             rate=rate,
             size=size,
-            drain_timeout=drain_timeout,
+            drain_timeout=10.0 if drain_timeout is None else drain_timeout,
         )
         status = run_bench(
             parse_list(server or "tidings"),
@@ -339,18 +355,29 @@ def bench(
     else:
         if len(counts) != 1:
             raise typer.BadParameter("--mode connections takes one --subscribers N")
+        chaos = mode == "chaos"
+        count = counts[0] if subscribers else (2000 if chaos else 10_000)
         status = _bench_mode(
             mode,
             server=server,
-            subscribers=counts[0] if subscribers else 10_000,
+            subscribers=count,
             events=events,
             size=size,
-            drain_timeout=drain_timeout,
-            duration=duration,
+            drain_timeout=drain_timeout
+            if drain_timeout is not None
+            else (120.0 if chaos else 10.0),
+            duration=duration if duration is not None else (60.0 if chaos else 5.0),
             connections=connections,
             batch=batch,
             repetitions=repetitions,
-            connect_timeout=connect_timeout,
+            connect_timeout=(
+                connect_timeout
+                if connect_timeout is not None
+                else (120.0 + count / 20 if chaos else 120.0)
+            ),
+            rate=rate,
+            nodes=nodes,
+            channels=channels,
             json_output=json_output,
         )
     if status:
@@ -385,7 +412,9 @@ def _bench_mode(mode: str, *, server: str | None, events: int | None, **values: 
     for name in ("duration", "drain_timeout", "connect_timeout"):
         if values[name] <= 0:
             raise typer.BadParameter(f"--{name.replace('_', '-')} must be positive")
-    for name in ("subscribers", "connections", "batch", "repetitions"):
+    if values["rate"] <= 0:
+        raise typer.BadParameter("--rate must be positive")
+    for name in ("subscribers", "connections", "batch", "repetitions", "nodes", "channels"):
         if values[name] < 1:
             raise typer.BadParameter(f"--{name} must be at least 1")
     if events is not None and events < 1:

@@ -60,6 +60,12 @@ class ModeOptions:
     drain_timeout: float = 10.0
     #: replay: resumes timed per store and over the network.
     repetitions: int = 200
+    #: chaos: events per second in all (fan-out takes ``--rate`` too, in its own config).
+    rate: float = 20.0
+    #: chaos: hub nodes on one Redis.
+    nodes: int = 3
+    #: chaos: channels the events are spread over.
+    channels: int = 10
 
 
 @dataclass

@@ -28,7 +28,7 @@ __all__ = ["MODES", "render_report", "run_mode"]
 ModeRunner = Callable[[ModeOptions, ProgressCallback], Coroutine[Any, Any, ModeReport]]
 
 #: Every mode ``--mode`` takes; ``fanout`` is :func:`tidings.bench.run_bench`.
-MODES = ("fanout", "publish", "inprocess", "connections", "replay")
+MODES = ("fanout", "publish", "inprocess", "connections", "replay", "chaos")
 
 
 def _runner(mode: str) -> ModeRunner:
@@ -49,6 +49,10 @@ def _runner(mode: str) -> ModeRunner:
         from tidings.bench.mode_replay import run_replay
 
         return run_replay
+    if mode == "chaos":
+        from tidings.bench.mode_chaos import run_chaos
+
+        return run_chaos
     raise ValueError(f"unknown mode {mode!r}")
 
 

@@ -1,0 +1,395 @@
+"""``tidings bench --mode chaos``: a cluster under injected faults, every event checked.
+
+Starts a Redis of its own, ``--nodes`` hub nodes on it (Redis broker and store, JWT auth),
+a cuttable TCP proxy in front of each node, and ``--subscribers`` real clients spread over
+WebSocket and SSE in a few worker processes, each following three of ``--channels``
+channels. Then, for ``--duration`` seconds, a publisher stamps every channel's events
+with sequence numbers while the :mod:`~tidings.bench.chaos_plan` injects faults: a node
+SIGKILLed and restarted, Redis restarted, every connection cut at the proxies, slow
+subscribers, expired tokens. Afterwards it waits (up to ``--drain-timeout``) until every
+subscriber has every acknowledged event, and asks each worker's checker for its verdict:
+lost, duplicated, out of order (each must be 0), gaps announced with ``reset``, reconnect
+time, the most memory a node held, and failures by kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tidings.bench import procstat
+from tidings.bench.chaos_check import Verdict
+from tidings.bench.chaos_cluster import Node, RedisServer
+from tidings.bench.chaos_plan import KINDS, Fault, plan
+from tidings.bench.chaos_proxy import Proxy
+from tidings.bench.chaos_publisher import SequencedPublisher
+from tidings.bench.common import ModeOptions, ModeReport, Progress
+from tidings.bench.run import quantile
+
+__all__ = ["run_chaos"]
+
+#: Subscribers per worker process (the last worker takes the remainder).
+PER_WORKER = 1250
+#: Channels each subscriber follows.
+CHANNELS_EACH = 3
+#: Seconds a killed node stays down; seconds tokens stay expired; seconds a pause lasts.
+NODE_DOWN_S = 2.0
+EXPIRED_S = 6.0
+PAUSE_S = 15.0
+#: Share of subscribers a pause takes.
+PAUSED_SHARE = 0.02
+#: Lifetime of the tokens the subscribers mint: WebSocket clients refresh in-band, SSE
+#: streams are closed at expiry and resume, all through the run.
+TOKEN_TTL_S = 45
+
+
+class WorkerProcess:
+    """One :mod:`tidings.bench.chaos_worker` subprocess."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.ready = 0
+        self.failed = 0
+
+    @classmethod
+    async def start(cls, config: dict[str, Any]) -> WorkerProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tidings.bench.chaos_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,
+        )
+        worker = cls(process)
+        await worker.send(config)
+        return worker
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(orjson.dumps(message) + b"\n")
+        await self.process.stdin.drain()
+
+    async def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"a chaos worker exited with {await self.process.wait()}")
+        message: dict[str, Any] = orjson.loads(line)
+        return message
+
+    async def subscribed(self) -> None:
+        """Follow the worker's progress until every subscription is up (or failed)."""
+        while True:
+            message = await self.receive()
+            self.ready, self.failed = message["ready"], message["failed"]
+            if message.get("done"):
+                return
+
+    async def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        await self.send(message)
+        return await self.receive()
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+
+
+class Cluster:
+    """Redis, the nodes and their proxies; carries out faults."""
+
+    def __init__(self, directory: Path, nodes: int, subscribers: int) -> None:
+        self.directory = directory
+        self.redis = RedisServer(directory)
+        self.secret = secrets.token_urlsafe(32)
+        self.api_key = secrets.token_urlsafe(32)
+        url = self.redis.url
+        args = [
+            "--broker", url, "--store", url,
+            "--jwt-secret", self.secret, "--api-key", f"chaos={self.api_key}",
+            "--log-level", "warning",
+            "--max-connections", str(max(10_000, subscribers * 8)),
+            "--connection-rate", "1000000000",
+            # Large enough that a resume never outruns history in a run: a reset would
+            # then only come from a fault the hub cannot hide.
+            "--history-size", "100000",
+        ]  # fmt: skip
+        env = {"TIDINGS_PUBLISH_RATE": "1000000000"}
+        self.nodes = [Node(f"node-{i + 1}", args, env) for i in range(nodes)]
+        self.proxies = [Proxy(node.port) for node in self.nodes]
+        self.injected: Counter[str] = Counter()
+        self.max_rss = [0] * nodes
+        self._restarts: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.redis.start)
+        for node in self.nodes:
+            node.start(self._log(node))
+        await asyncio.gather(*(node.healthy() for node in self.nodes))
+        for proxy in self.proxies:
+            await proxy.start()
+
+    def _log(self, node: Node) -> Path:
+        return self.directory / f"{node.name}.log"
+
+    def sample_memory(self) -> None:
+        for index, node in enumerate(self.nodes):
+            self.max_rss[index] = max(self.max_rss[index], node.rss())
+
+    async def inject(self, fault: Fault, workers: list[WorkerProcess], subscribers: int) -> None:
+        self.injected[fault.kind] += 1
+        if fault.kind == "kill_node":
+            node = self.nodes[fault.node]
+            node.kill()
+            task = asyncio.ensure_future(self._restart(node))
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
+        elif fault.kind == "restart_redis":
+            await asyncio.to_thread(self.redis.restart)
+        elif fault.kind == "cut_connections":
+            for proxy in self.proxies:
+                proxy.cut()
+        elif fault.kind == "pause_subscribers":
+            count = max(1, round(subscribers * PAUSED_SHARE / len(workers)))
+            for worker in workers:
+                await worker.send({"cmd": "pause", "count": count, "seconds": PAUSE_S})
+        elif fault.kind == "expire_tokens":
+            # Tokens minted from now on are expired; the clients of one node are cut so
+            # that they come back with them, are refused, and must try again.
+            for worker in workers:
+                await worker.send({"cmd": "expire", "seconds": EXPIRED_S})
+            self.proxies[fault.node].cut()
+
+    async def _restart(self, node: Node) -> None:
+        await asyncio.sleep(NODE_DOWN_S)
+        node.start(self._log(node))
+        await node.healthy()
+
+    async def whole(self) -> None:
+        """Wait until every killed node is back."""
+        await asyncio.gather(*self._restarts)
+
+    async def close(self) -> None:
+        for task in self._restarts:
+            task.cancel()
+        for proxy in self.proxies:
+            await proxy.close()
+        for node in self.nodes:
+            await asyncio.to_thread(node.stop)
+        await asyncio.to_thread(self.redis.stop)
+
+
+def _layout(subscribers: int, channels: list[str], nodes: int, seed: int) -> list[dict[str, Any]]:
+    """Who follows what, over which transport, through which node: the same every run."""
+    chooser = random.Random(seed)
+    return [
+        {
+            "name": f"sub-{i}",
+            "transport": "websocket" if i % 2 == 0 else "sse",
+            "channels": chooser.sample(channels, min(CHANNELS_EACH, len(channels))),
+            "node": i % nodes,
+        }
+        for i in range(subscribers)
+    ]
+
+
+async def run_chaos(options: ModeOptions, progress: Progress) -> ModeReport:
+    procstat.raise_open_files(options.subscribers * 4 + 4096)
+    channels = [f"chaos:{i}" for i in range(options.channels)]
+    layout = _layout(options.subscribers, channels, options.nodes, seed=1)
+    faults = plan(options.duration, options.nodes)
+    scratch = Path(tempfile.mkdtemp(prefix="tidings-chaos-"))
+    if True:
+        cluster = Cluster(scratch, options.nodes, options.subscribers)
+        workers: list[WorkerProcess] = []
+        try:
+            await cluster.start()
+            urls = [f"http://127.0.0.1:{proxy.port}" for proxy in cluster.proxies]
+            for start in range(0, len(layout), PER_WORKER):
+                part = layout[start : start + PER_WORKER]
+                config = {
+                    "urls": urls,
+                    "secret": cluster.secret,
+                    "token_ttl": TOKEN_TTL_S,
+                    "subscribers": part,
+                }
+                workers.append(await WorkerProcess.start(config))
+            subscribing = asyncio.gather(*(w.subscribed() for w in workers))
+            deadline = time.monotonic() + options.connect_timeout
+            while not subscribing.done():
+                done = sum(w.ready + w.failed for w in workers)
+                progress("subscribing", done, options.subscribers)
+                if time.monotonic() > deadline:
+                    subscribing.cancel()
+                    raise RuntimeError(
+                        f"{done} of {options.subscribers} subscribers were in place after "
+                        f"--connect-timeout {options.connect_timeout:g} s"
+                    )
+                await asyncio.sleep(0.2)
+            await subscribing
+            failed = sum(w.failed for w in workers)
+
+            publisher = SequencedPublisher(
+                [node.url for node in cluster.nodes],
+                channels,
+                api_key=cluster.api_key,
+                rate=options.rate,
+            )
+            stop = asyncio.Event()
+            publishing = asyncio.ensure_future(publisher.run(stop))
+            started = time.monotonic()
+            pending = list(faults)
+            while (elapsed := time.monotonic() - started) < options.duration:
+                progress("publishing under faults", elapsed, options.duration, "s")
+                cluster.sample_memory()
+                while pending and pending[0].at <= elapsed:
+                    await cluster.inject(pending.pop(0), workers, options.subscribers)
+                if publishing.done():
+                    await publishing  # raises what stopped it
+                await asyncio.sleep(0.2)
+            stop.set()
+            await publishing
+            await cluster.whole()
+            acked = publisher.acknowledged
+
+            drain_started = time.monotonic()
+            missing = -1
+            while time.monotonic() - drain_started < options.drain_timeout:
+                cluster.sample_memory()
+                replies = [await w.ask({"cmd": "check", "acked": acked}) for w in workers]
+                missing = sum(reply["missing"] for reply in replies)
+                progress("waiting for the last deliveries", missing, missing)
+                if missing == 0:
+                    break
+                await asyncio.sleep(1.0)
+            drain_s = time.monotonic() - drain_started
+            results = [(await w.ask({"cmd": "finish", "acked": acked}))["result"] for w in workers]
+        finally:
+            for worker in workers:
+                await worker.stop()
+            await cluster.close()
+    report = _report(options, cluster, publisher, results, failed, faults, drain_s)
+    if report.ok:
+        shutil.rmtree(scratch, ignore_errors=True)
+    else:
+        report.notes.append(f"the nodes' logs are kept in {scratch}")
+    return report
+
+
+def _report(
+    options: ModeOptions,
+    cluster: Cluster,
+    publisher: SequencedPublisher,
+    results: list[dict[str, Any]],
+    failed: int,
+    faults: list[Fault],
+    drain_s: float,
+) -> ModeReport:
+    verdict = Verdict()
+    by_transport = {"websocket": Verdict(), "sse": Verdict()}
+    reasons: Counter[str] = Counter()
+    resets: Counter[str] = Counter()
+    reconnects: list[float] = []
+    worker_rss = 0
+    for result in results:
+        for name, figures in result["verdicts"].items():
+            by_transport[name].add(Verdict(**figures))
+            verdict.add(Verdict(**figures))
+        reasons.update(result["reasons"])
+        resets.update(result["resets"])
+        reconnects.extend(result["reconnects"])
+        worker_rss = max(worker_rss, result["max_rss_kib"] * 1024)
+    reconnects.sort()
+    abandoned = sum(len(seqs) for seqs in publisher.abandoned.values())
+    mib = 1 << 20
+
+    def split(name: str, spec: str = "") -> str:
+        ws, sse = (format(getattr(by_transport[t], name), spec) for t in ("websocket", "sse"))
+        return f"{format(getattr(verdict, name), spec)} (WebSocket {ws}, SSE {sse})"
+
+    rows = [
+        [
+            "subscribers (half WebSocket, half SSE)",
+            f"{options.subscribers:,} ({failed} failed to subscribe)",
+        ],
+        ["nodes, channels", f"{options.nodes}, {options.channels} ({CHANNELS_EACH} each)"],
+        ["faults injected", ", ".join(f"{k}: {cluster.injected[k]}" for k in KINDS)],
+        ["events acknowledged", f"{publisher.published:,} ({abandoned} given up)"],
+        ["deliveries", split("delivered", ",")],
+        ["lost", split("lost")],
+        ["duplicated", split("duplicates")],
+        ["out of order", split("out_of_order")],
+        ["resets", split("resets")],
+        ["events in announced gaps (reset)", split("gap")],
+        ["delivered, not acknowledged", split("unacknowledged")],
+        [
+            "reconnect p50 / p99 / max",
+            f"{quantile(reconnects, 0.5):.2f} / {quantile(reconnects, 0.99):.2f} / "
+            f"{max(reconnects, default=0.0):.2f} s ({len(reconnects):,} reconnects)",
+        ],
+        [
+            "most memory a node held",
+            " / ".join(f"{rss / mib:.0f}" for rss in cluster.max_rss) + " MiB",
+        ],
+        ["most memory a client worker held", f"{worker_rss / mib:.0f} MiB"],
+        ["drain after publishing stopped", f"{drain_s:.1f} s"],
+    ]
+    notes = []
+    if publisher.failures:
+        failures = ", ".join(f"{k}: {n}" for k, n in publisher.failures.most_common())
+        notes.append(f"publish attempts retried: {failures}")
+    if reasons:
+        notes.append(
+            "connections ended by: " + ", ".join(f"{k}: {n}" for k, n in reasons.most_common(12))
+        )
+    if resets:
+        notes.append("resets by reason: " + ", ".join(f"{k}: {n}" for k, n in resets.items()))
+    ok = verdict.clean and failed == 0 and publisher.published > 0
+    data = {
+        "subscribers": options.subscribers,
+        "nodes": options.nodes,
+        "channels": options.channels,
+        "duration_s": options.duration,
+        "rate": options.rate,
+        "faults": [fault.__dict__ for fault in faults],
+        "injected": dict(cluster.injected),
+        "acknowledged": publisher.published,
+        "abandoned": abandoned,
+        "verdict": verdict.__dict__,
+        "verdict_by_transport": {name: v.__dict__ for name, v in by_transport.items()},
+        "failed_to_subscribe": failed,
+        "reconnect_s": {
+            "count": len(reconnects),
+            "p50": quantile(reconnects, 0.5),
+            "p99": quantile(reconnects, 0.99),
+            "max": max(reconnects, default=0.0),
+        },
+        "node_max_rss_bytes": cluster.max_rss,
+        "worker_max_rss_bytes": worker_rss,
+        "publish_failures": dict(publisher.failures),
+        "reasons": dict(reasons),
+        "resets": dict(resets),
+        "drain_s": drain_s,
+    }
+    return ModeReport(
+        mode="chaos",
+        title=f"tidings bench --mode chaos: {options.duration:g} s of faults",
+        columns=["", "figure"],
+        rows=rows,
+        data=data,
+        notes=notes,
+        ok=ok,
+    )
