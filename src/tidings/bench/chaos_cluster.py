@@ -1,19 +1,16 @@
-"""The processes of the chaos run: a Redis server of its own and the hub nodes on it.
-
-Both can be stopped and started again on the same port, which is what the faults do.
-Redis writes an append-only file synced on every write, so a restart keeps history and
-schedules: a restart must cost the subscribers nothing. (A Redis that loses its data is
-a different fault, with ``reset`` as the documented answer; tests/integration cover it.)
-"""
+"""The hub nodes of the chaos run: ``tidings serve`` processes that a fault may SIGKILL
+and start again on the same port. (Its Redis is a :class:`~tidings.bench.redis_server.
+RedisServer` with an append-only file synced on every write, so a Redis killed and
+restarted keeps history: it must cost the subscribers nothing. A Redis that loses its
+data is another fault, with ``reset`` as the documented answer; tests/integration cover
+it.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,69 +21,7 @@ import httpx
 from tidings.bench import procstat
 from tidings.bench.run import _free_port
 
-__all__ = ["Node", "RedisServer"]
-
-
-class RedisServer:
-    """``redis-server`` on a free port, its data in ``directory``."""
-
-    def __init__(self, directory: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("the chaos run needs redis-server (apt-get install redis-server)")
-        self.binary = binary
-        self.directory = directory
-        self.port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--save", "",
-                "--maxclients", "50000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with _connect(self.port) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer within 20 s")
-
-    def stop(self) -> None:
-        """SIGTERM: Redis finishes its append-only file and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
-def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=1)
+__all__ = ["Node"]
 
 
 class Node:

@@ -30,11 +30,12 @@ import orjson
 
 from tidings.bench import procstat
 from tidings.bench.chaos_check import Verdict
-from tidings.bench.chaos_cluster import Node, RedisServer
+from tidings.bench.chaos_cluster import Node
 from tidings.bench.chaos_plan import KINDS, Fault, plan
 from tidings.bench.chaos_proxy import Proxy
 from tidings.bench.chaos_publisher import SequencedPublisher
 from tidings.bench.common import ModeOptions, ModeReport, Progress
+from tidings.bench.redis_server import RedisServer
 from tidings.bench.run import quantile
 
 __all__ = ["run_chaos"]
@@ -113,7 +114,7 @@ class Cluster:
 
     def __init__(self, directory: Path, nodes: int, subscribers: int) -> None:
         self.directory = directory
-        self.redis = RedisServer(directory)
+        self.redis = RedisServer(data_dir=directory)
         self.secret = secrets.token_urlsafe(32)
         self.api_key = secrets.token_urlsafe(32)
         url = self.redis.url
