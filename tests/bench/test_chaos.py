@@ -151,8 +151,9 @@ def test_one_minute_of_faults_loses_duplicates_and_reorders_nothing() -> None:
     assert set(report["injected"]) == set(KINDS)
     assert all(count >= 1 for count in report["injected"].values())
     assert report["acknowledged"] > 300
-    # Each subscriber follows 3 of the 10 channels: about 90 deliveries per event.
-    assert verdict["delivered"] >= 60 * report["acknowledged"]
+    # WebSocket subscribers follow 3 of the 10 channels, SSE ones 1: 60 deliveries an event.
+    assert verdict["delivered"] >= 50 * report["acknowledged"]
+    assert report["node_tracebacks"] == []
     assert report["reconnect_s"]["count"] > 300  # the cuts alone reconnect everyone
     # A reset may only come from a bound the run configures; it sets none it can reach.
     assert verdict["resets"] == 0, report["resets"]

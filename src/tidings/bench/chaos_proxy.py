@@ -4,12 +4,20 @@ Subscribers connect to the proxy, not to the node, so the run can drop every con
 at once (a reconnect storm, as when a load balancer or a NAT forgets its flows) without
 touching the node. While the node is down the proxy accepts and closes at once, which a
 client sees as a refused connection.
+
+The run starts one proxy process per node (``python -m tidings.bench.chaos_proxy PORT``:
+it prints ``{"port": …}``, cuts on each ``cut`` line on stdin, ends at end of input),
+so that relaying thousands of connections takes neither the run's file descriptors (two
+per connection) nor its CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+
+import orjson
 
 __all__ = ["Proxy"]
 
@@ -91,3 +99,33 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 return
             writer.write(data)
             await writer.drain()
+
+
+async def serve(upstream: int) -> None:
+    """Run a proxy to ``upstream`` driven by stdin (see the module's docstring)."""
+    from tidings.bench import procstat
+
+    procstat.raise_open_files(65_536)
+    proxy = Proxy(upstream)
+    port = await proxy.start()
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+
+    def say(message: dict[str, int]) -> None:
+        sys.stdout.buffer.write(orjson.dumps(message) + b"\n")
+        sys.stdout.flush()
+
+    say({"port": port})
+    try:
+        while line := await stdin.readline():
+            if line.strip() == b"cut":
+                say({"cut": proxy.cut()})
+    finally:
+        await proxy.close()
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(serve(int(sys.argv[1])))

@@ -230,11 +230,12 @@ async def _lines() -> asyncio.StreamReader:
     return reader
 
 
-async def run(concurrency: int = 100) -> None:
+async def run() -> None:
     stdin = await _lines()
-    worker = Worker(orjson.loads(await stdin.readline()))
+    config = orjson.loads(await stdin.readline())
+    worker = Worker(config)
     try:
-        await worker.start_all(concurrency)
+        await worker.start_all(config.get("concurrency", 100))
         while True:
             line = await stdin.readline()
             if not line or not worker.obey(orjson.loads(line)):

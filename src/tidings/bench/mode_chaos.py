@@ -32,7 +32,6 @@ from tidings.bench import procstat
 from tidings.bench.chaos_check import Verdict
 from tidings.bench.chaos_cluster import Node
 from tidings.bench.chaos_plan import KINDS, Fault, plan
-from tidings.bench.chaos_proxy import Proxy
 from tidings.bench.chaos_publisher import SequencedPublisher
 from tidings.bench.common import ModeOptions, ModeReport, Progress
 from tidings.bench.redis_server import RedisServer
@@ -42,8 +41,13 @@ __all__ = ["run_chaos"]
 
 #: Subscribers per worker process (the last worker takes the remainder).
 PER_WORKER = 1250
-#: Channels each subscriber follows.
-CHANNELS_EACH = 3
+#: Channels each subscriber follows: a WebSocket carries them all on one connection; the
+#: Python client opens one SSE stream per channel, so SSE subscribers follow one (that
+#: keeps 10,000 subscribers at 10,000 connections, what the machine can take).
+CHANNELS_EACH = {"websocket": 3, "sse": 1}
+#: Subscriptions being set up at once, over all workers: more only makes handshakes
+#: queue past the clients' open timeout, and they start over.
+CONNECTING_AT_ONCE = 200
 #: Seconds a killed node stays down; seconds tokens stay expired; seconds a pause lasts.
 NODE_DOWN_S = 2.0
 EXPIRED_S = 6.0
@@ -109,6 +113,53 @@ class WorkerProcess:
             await self.process.wait()
 
 
+class ProxyProcess:
+    """A :mod:`tidings.bench.chaos_proxy` subprocess in front of one node."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tidings.bench.chaos_proxy",
+            str(self.upstream),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self.port = int((await self._receive())["port"])
+
+    async def _receive(self) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"a chaos proxy exited with {await self.process.wait()}")
+        message: dict[str, Any] = orjson.loads(line)
+        return message
+
+    async def cut(self) -> int:
+        """Drop every connection through this proxy; how many there were."""
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(b"cut\n")
+        await self.process.stdin.drain()
+        return int((await self._receive())["cut"])
+
+    async def close(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
 class Cluster:
     """Redis, the nodes and their proxies; carries out faults."""
 
@@ -130,7 +181,7 @@ class Cluster:
         ]  # fmt: skip
         env = {"TIDINGS_PUBLISH_RATE": "1000000000"}
         self.nodes = [Node(f"node-{i + 1}", args, env) for i in range(nodes)]
-        self.proxies = [Proxy(node.port) for node in self.nodes]
+        self.proxies = [ProxyProcess(node.port) for node in self.nodes]
         self.injected: Counter[str] = Counter()
         self.max_rss = [0] * nodes
         self._restarts: set[asyncio.Task[None]] = set()
@@ -145,6 +196,17 @@ class Cluster:
 
     def _log(self, node: Node) -> Path:
         return self.directory / f"{node.name}.log"
+
+    def tracebacks(self) -> list[str]:
+        """The first line of each exception the nodes logged: a fault the hub did not
+        handle (what it expects, it logs as one-line warnings)."""
+        found = []
+        for node in self.nodes:
+            lines = self._log(node).read_text(errors="replace").splitlines()
+            for index, line in enumerate(lines):
+                if line.startswith("Traceback"):
+                    found.append(f"{node.name}: {lines[index - 1][:200] if index else line}")
+        return found
 
     def sample_memory(self) -> None:
         for index, node in enumerate(self.nodes):
@@ -162,7 +224,7 @@ class Cluster:
             await asyncio.to_thread(self.redis.restart)
         elif fault.kind == "cut_connections":
             for proxy in self.proxies:
-                proxy.cut()
+                await proxy.cut()
         elif fault.kind == "pause_subscribers":
             count = max(1, round(subscribers * PAUSED_SHARE / len(workers)))
             for worker in workers:
@@ -172,7 +234,7 @@ class Cluster:
             # that they come back with them, are refused, and must try again.
             for worker in workers:
                 await worker.send({"cmd": "expire", "seconds": EXPIRED_S})
-            self.proxies[fault.node].cut()
+            await self.proxies[fault.node].cut()
 
     async def _restart(self, node: Node) -> None:
         await asyncio.sleep(NODE_DOWN_S)
@@ -196,15 +258,19 @@ class Cluster:
 def _layout(subscribers: int, channels: list[str], nodes: int, seed: int) -> list[dict[str, Any]]:
     """Who follows what, over which transport, through which node: the same every run."""
     chooser = random.Random(seed)
-    return [
-        {
-            "name": f"sub-{i}",
-            "transport": "websocket" if i % 2 == 0 else "sse",
-            "channels": chooser.sample(channels, min(CHANNELS_EACH, len(channels))),
-            "node": i % nodes,
-        }
-        for i in range(subscribers)
-    ]
+    layout = []
+    for i in range(subscribers):
+        transport = "websocket" if i % 2 == 0 else "sse"
+        count = min(CHANNELS_EACH[transport], len(channels))
+        layout.append(
+            {
+                "name": f"sub-{i}",
+                "transport": transport,
+                "channels": chooser.sample(channels, count),
+                "node": i % nodes,
+            }
+        )
+    return layout
 
 
 async def run_chaos(options: ModeOptions, progress: Progress) -> ModeReport:
@@ -222,6 +288,7 @@ async def run_chaos(options: ModeOptions, progress: Progress) -> ModeReport:
             for start in range(0, len(layout), PER_WORKER):
                 part = layout[start : start + PER_WORKER]
                 config = {
+                    "concurrency": max(10, CONNECTING_AT_ONCE * PER_WORKER // len(layout)),
                     "urls": urls,
                     "secret": cluster.secret,
                     "token_ttl": TOKEN_TTL_S,
@@ -229,7 +296,8 @@ async def run_chaos(options: ModeOptions, progress: Progress) -> ModeReport:
                 }
                 workers.append(await WorkerProcess.start(config))
             subscribing = asyncio.gather(*(w.subscribed() for w in workers))
-            deadline = time.monotonic() + options.connect_timeout
+            subscribe_started = time.monotonic()
+            deadline = subscribe_started + options.connect_timeout
             while not subscribing.done():
                 done = sum(w.ready + w.failed for w in workers)
                 progress("subscribing", done, options.subscribers)
@@ -241,6 +309,7 @@ async def run_chaos(options: ModeOptions, progress: Progress) -> ModeReport:
                     )
                 await asyncio.sleep(0.2)
             await subscribing
+            subscribe_s = time.monotonic() - subscribe_started
             failed = sum(w.failed for w in workers)
 
             publisher = SequencedPublisher(
@@ -282,7 +351,7 @@ async def run_chaos(options: ModeOptions, progress: Progress) -> ModeReport:
             for worker in workers:
                 await worker.stop()
             await cluster.close()
-    report = _report(options, cluster, publisher, results, failed, faults, drain_s)
+    report = _report(options, cluster, publisher, results, failed, faults, (subscribe_s, drain_s))
     if report.ok:
         shutil.rmtree(scratch, ignore_errors=True)
     else:
@@ -297,8 +366,9 @@ def _report(
     results: list[dict[str, Any]],
     failed: int,
     faults: list[Fault],
-    drain_s: float,
+    phases: tuple[float, float],
 ) -> ModeReport:
+    subscribe_s, drain_s = phases
     verdict = Verdict()
     by_transport = {"websocket": Verdict(), "sse": Verdict()}
     reasons: Counter[str] = Counter()
@@ -324,9 +394,13 @@ def _report(
     rows = [
         [
             "subscribers (half WebSocket, half SSE)",
-            f"{options.subscribers:,} ({failed} failed to subscribe)",
+            f"{options.subscribers:,} in place in {subscribe_s:.0f} s ({failed} failed)",
         ],
-        ["nodes, channels", f"{options.nodes}, {options.channels} ({CHANNELS_EACH} each)"],
+        [
+            "nodes, channels",
+            f"{options.nodes}, {options.channels} (WebSocket subscribers follow "
+            f"{CHANNELS_EACH['websocket']}, SSE {CHANNELS_EACH['sse']})",
+        ],
         ["faults injected", ", ".join(f"{k}: {cluster.injected[k]}" for k in KINDS)],
         ["events acknowledged", f"{publisher.published:,} ({abandoned} given up)"],
         ["deliveries", split("delivered", ",")],
@@ -358,7 +432,10 @@ def _report(
         )
     if resets:
         notes.append("resets by reason: " + ", ".join(f"{k}: {n}" for k, n in resets.items()))
-    ok = verdict.clean and failed == 0 and publisher.published > 0
+    tracebacks = cluster.tracebacks()
+    if tracebacks:
+        notes.append(f"{len(tracebacks)} exceptions in the nodes' logs, first: {tracebacks[0]}")
+    ok = verdict.clean and failed == 0 and publisher.published > 0 and not tracebacks
     data = {
         "subscribers": options.subscribers,
         "nodes": options.nodes,
@@ -383,6 +460,8 @@ def _report(
         "publish_failures": dict(publisher.failures),
         "reasons": dict(reasons),
         "resets": dict(resets),
+        "node_tracebacks": tracebacks,
+        "subscribe_s": subscribe_s,
         "drain_s": drain_s,
     }
     return ModeReport(

@@ -260,10 +260,13 @@ class FrontProtocol(asyncio.Protocol):
             try:
                 request = await stream.open(self._facts(path_params), route)
             except TidingsError as exc:
-                transport.write(
-                    render_response(exc.status, [*error_headers(exc), *extra], error_body(exc))
-                )
-                transport.close()
+                if not transport.is_closing():
+                    transport.write(
+                        render_response(exc.status, [*error_headers(exc), *extra], error_body(exc))
+                    )
+                    transport.close()
+                return
+            if _gone(transport, stream):
                 return
             self._become(outlet)
             head = render_head(200, [*HEADERS, (b"transfer-encoding", b"chunked"), *extra])
@@ -302,11 +305,15 @@ class FrontProtocol(asyncio.Protocol):
         try:
             request = await stream.open(facts, route, framed=True)
         except TidingsError as exc:
+            if transport.is_closing():
+                return
             text, code, reason = refusal(exc)
             transport.write(accept_response(key))
             self._become(socket)
             socket.send_text(text)
             socket.close(code, reason)
+            return
+        if _gone(transport, stream):
             return
         transport.write(accept_response(key))
         self._become(socket)
@@ -323,6 +330,17 @@ class FrontProtocol(asyncio.Protocol):
         self._task = None
         self.transport.set_protocol(protocol)
         protocol.connection_made(self.transport)
+
+
+def _gone(transport: asyncio.Transport, stream: SSEStream | WebSocketStream) -> bool:
+    """Whether the peer left while its stream was being admitted; if so, close what the
+    admission opened. (uvloop closes a transport before ``connection_lost`` reaches the
+    protocol, so the task that admitted can still be running, and writing to the closed
+    transport would raise.)"""
+    if not transport.is_closing():
+        return False
+    stream.closed()
+    return True
 
 
 def _is_websocket(head: RequestHead) -> bool:
