@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -38,6 +39,24 @@ FAST = Backoff(initial=0.01, factor=2.0, max=0.2, jitter=0.5, attempts=20)
 async def secured() -> AsyncIterator[RunningHub]:
     async with running_hub(jwt_secret=SECRET, api_keys={"admin": API_KEY}) as running:
         yield running
+
+
+class Statuses:
+    """An ``on_status`` callback that keeps every change and can be waited on."""
+
+    def __init__(self) -> None:
+        self.changes: list[StatusChange] = []
+        self._seen: dict[Status, asyncio.Event] = {status: asyncio.Event() for status in Status}
+
+    def __call__(self, change: StatusChange) -> None:
+        self.changes.append(change)
+        self._seen[change.status].set()
+
+    async def reached(self, status: Status, within: float = 10) -> None:
+        await asyncio.wait_for(self._seen[status].wait(), within)
+
+    def reasons(self, status: Status) -> list[str | None]:
+        return [change.reason for change in self.changes if change.status is status]
 
 
 def _token(sub: str = "bob", **claims: Any) -> str:
@@ -144,16 +163,9 @@ async def test_on_reset_callback_receives_resets_instead(transport: str) -> None
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_revoke_ends_in_failed_with_the_reason(secured: RunningHub, transport: str) -> None:
-    statuses: list[StatusChange] = []
-    failed = asyncio.Event()
-
-    def on_status(change: StatusChange) -> None:
-        statuses.append(change)
-        if change.status is Status.FAILED:
-            failed.set()
-
+    statuses = Statuses()
     async with Client(
-        secured.url, token=_token(), transport=transport, backoff=FAST, on_status=on_status
+        secured.url, token=_token(), transport=transport, backoff=FAST, on_status=statuses
     ) as client:
         sub = client.subscribe("alerts")
         await sub.ready()
@@ -164,10 +176,9 @@ async def test_revoke_ends_in_failed_with_the_reason(secured: RunningHub, transp
         with pytest.raises(ConnectionFailed) as caught:
             await _next(sub)
         assert caught.value.reason == "token_revoked"
-        async with asyncio.timeout(5):
-            await failed.wait()
-    assert [s.reason for s in statuses if s.status is Status.FAILED] == ["token_revoked"]
-    assert Status.RECONNECTING not in [s.status for s in statuses]
+        await statuses.reached(Status.FAILED)
+    assert statuses.reasons(Status.FAILED) == ["token_revoked"]
+    assert statuses.reasons(Status.RECONNECTING) == []
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -268,21 +279,13 @@ async def test_a_failure_nobody_foresaw_does_not_end_the_reconnect_loop() -> Non
         await ws.send("not json" if attempts == 1 else '{"type": "connected"}')
         await ws.wait_closed()
 
-    statuses: list[StatusChange] = []
-    connected = asyncio.Event()
-
-    def status(change: StatusChange) -> None:
-        statuses.append(change)
-        if change.status is Status.CONNECTED:
-            connected.set()
-
+    statuses = Statuses()
     async with serve(peer, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         fast = Backoff(initial=0.0, jitter=0.0, attempts=None)
-        async with Client(f"ws://127.0.0.1:{port}", backoff=fast, on_status=status):
-            await asyncio.wait_for(connected.wait(), 10)
-    reasons = [change.reason for change in statuses if change.status is Status.RECONNECTING]
-    assert reasons == ["unexpected: JSONDecodeError"]
+        async with Client(f"ws://127.0.0.1:{port}", backoff=fast, on_status=statuses):
+            await statuses.reached(Status.CONNECTED)
+    assert statuses.reasons(Status.RECONNECTING) == ["unexpected: JSONDecodeError"]
     assert attempts == 2
 
 
@@ -309,15 +312,47 @@ async def test_a_token_refused_as_expired_is_minted_again(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_fixed_expired_token_fails_at_once(secured: RunningHub, transport: str) -> None:
-    statuses: list[StatusChange] = []
+    statuses = Statuses()
     expired = _token(ttl=-60)
     async with Client(
-        secured.url, token=expired, transport=transport, backoff=FAST, on_status=statuses.append
+        secured.url, token=expired, transport=transport, backoff=FAST, on_status=statuses
     ) as client:
         sub = client.subscribe("alerts")
         with pytest.raises(ConnectionFailed, match="token_expired"):
             await _next(sub)
-    assert [s.status for s in statuses].count(Status.RECONNECTING) == 0
+    assert statuses.reasons(Status.RECONNECTING) == []
+
+
+async def test_a_request_whose_send_fails_raises_connection_lost_and_nothing_leaks() -> None:
+    # The connection goes while a request's send() waits: the reader fails the pending
+    # reply first, then send() raises. The caller gets RequestError, and the loop must not
+    # report a future whose exception nobody retrieved.
+    from websockets.exceptions import ConnectionClosedError
+
+    from tidings.client.client import _WebSocketLink
+    from tidings.client.errors import RequestError
+
+    unretrieved: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    async with Client("http://127.0.0.1:9") as client:
+        link = _WebSocketLink(client)
+
+        class Dropped:
+            async def send(self, text: str) -> None:
+                for future in link._pending.values():
+                    future.set_exception(RequestError("connection_lost", "lost"))
+                raise ConnectionClosedError(None, None)
+
+        link._ws = Dropped()
+        link.session.open = True
+        link._open.set()
+        with pytest.raises(RequestError, match="connection_lost"):
+            await link.request({"type": "ping"})
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert unretrieved == []
 
 
 async def test_latency_is_measured_from_ping_pong(served: RunningHub) -> None:

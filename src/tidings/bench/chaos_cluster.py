@@ -7,19 +7,14 @@ it.)"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
 from tidings.bench import procstat
-from tidings.bench.run import _free_port
+from tidings.bench.run import _free_port, _wait_healthy
 
 __all__ = ["Node"]
 
@@ -58,18 +53,15 @@ class Node:
             )  # fmt: skip
 
     async def healthy(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-        """Wait until ``/health`` answers 200."""
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=1, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                if self.process is None or self.process.poll() is not None:
-                    tail = self.log.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"node {self.name} exited: {tail}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.url}/health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"node {self.name} did not answer /health within {timeout:g} s")
+        """Wait until ``/health`` answers 200 (raise with the log's tail if it exits)."""
+        assert self.process is not None
+        await _wait_healthy(
+            self.process,
+            self.port,
+            "/health",
+            timeout=timeout,
+            output=lambda: self.log.read_text(errors="replace"),
+        )
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to clients, nothing flushed."""

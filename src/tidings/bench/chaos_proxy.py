@@ -6,7 +6,8 @@ touching the node. While the node is down the proxy accepts and closes at once, 
 client sees as a refused connection.
 
 The run starts one proxy process per node (``python -m tidings.bench.chaos_proxy PORT``:
-it prints ``{"port": …}``, cuts on each ``cut`` line on stdin, ends at end of input),
+it prints ``{"port": …}``, cuts on each ``{"cmd": "cut"}`` line on stdin, answering
+``{"cut": n}``, and ends at end of input),
 so that relaying thousands of connections takes neither the run's file descriptors (two
 per connection) nor its CPU.
 """
@@ -119,7 +120,7 @@ async def serve(upstream: int) -> None:
     say({"port": port})
     try:
         while line := await stdin.readline():
-            if line.strip() == b"cut":
+            if orjson.loads(line).get("cmd") == "cut":
                 say({"cut": proxy.cut()})
     finally:
         await proxy.close()

@@ -56,7 +56,8 @@ class Subscriber:
             url,
             token=self.token,
             transport=transport,
-            backoff=Backoff(initial=0.5, max=10.0, attempts=None, stable_after=2.0),
+            # The client as shipped (1 s doubling to 30 s, jittered), but never giving up.
+            backoff=Backoff(attempts=None),
             on_status=self.status,
             on_reset=self.reset,
             read_timeout=30.0,

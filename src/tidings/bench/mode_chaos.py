@@ -59,40 +59,69 @@ PAUSED_SHARE = 0.02
 TOKEN_TTL_S = 45
 
 
-class WorkerProcess:
-    """One :mod:`tidings.bench.chaos_worker` subprocess."""
+class Child:
+    """A ``python -m MODULE`` subprocess of the run, spoken to in JSON lines."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
+    def __init__(self) -> None:
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def spawn(self, module: str, *args: str) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,
+        )
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(orjson.dumps(message) + b"\n")
+        await self.process.stdin.drain()
+
+    async def receive(self) -> dict[str, Any]:
+        assert self.process is not None and self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{type(self).__name__} exited with {await self.process.wait()}")
+        message: dict[str, Any] = orjson.loads(line)
+        return message
+
+    async def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        await self.send(message)
+        return await self.receive()
+
+    async def stop(self) -> None:
+        """End of input asks it to finish; after 10 s it is killed."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+class WorkerProcess(Child):
+    """One :mod:`tidings.bench.chaos_worker` subprocess: a share of the subscribers."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.ready = 0
         self.failed = 0
 
     @classmethod
     async def start(cls, config: dict[str, Any]) -> WorkerProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tidings.bench.chaos_worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 26,
-        )
-        worker = cls(process)
+        worker = cls()
+        await worker.spawn("tidings.bench.chaos_worker")
         await worker.send(config)
         return worker
-
-    async def send(self, message: dict[str, Any]) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(orjson.dumps(message) + b"\n")
-        await self.process.stdin.drain()
-
-    async def receive(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = await self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"a chaos worker exited with {await self.process.wait()}")
-        message: dict[str, Any] = orjson.loads(line)
-        return message
 
     async def subscribed(self) -> None:
         """Follow the worker's progress until every subscription is up (or failed)."""
@@ -102,62 +131,22 @@ class WorkerProcess:
             if message.get("done"):
                 return
 
-    async def ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        await self.send(message)
-        return await self.receive()
 
-    async def stop(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-            await self.process.wait()
-
-
-class ProxyProcess:
+class ProxyProcess(Child):
     """A :mod:`tidings.bench.chaos_proxy` subprocess in front of one node."""
 
     def __init__(self, upstream: int) -> None:
+        super().__init__()
         self.upstream = upstream
         self.port = 0
-        self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tidings.bench.chaos_proxy",
-            str(self.upstream),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        self.port = int((await self._receive())["port"])
-
-    async def _receive(self) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        line = await self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"a chaos proxy exited with {await self.process.wait()}")
-        message: dict[str, Any] = orjson.loads(line)
-        return message
+        await self.spawn("tidings.bench.chaos_proxy", str(self.upstream))
+        self.port = int((await self.receive())["port"])
 
     async def cut(self) -> int:
         """Drop every connection through this proxy; how many there were."""
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(b"cut\n")
-        await self.process.stdin.drain()
-        return int((await self._receive())["cut"])
-
-    async def close(self) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        return int((await self.ask({"cmd": "cut"}))["cut"])
 
 
 class Cluster:
@@ -249,7 +238,7 @@ class Cluster:
         for task in self._restarts:
             task.cancel()
         for proxy in self.proxies:
-            await proxy.close()
+            await proxy.stop()
         for node in self.nodes:
             await asyncio.to_thread(node.stop)
         await asyncio.to_thread(self.redis.stop)
@@ -277,7 +266,9 @@ async def run_chaos(options: ModeOptions, progress: Progress) -> ModeReport:
     procstat.raise_open_files(options.subscribers * 4 + 4096)
     channels = [f"chaos:{i}" for i in range(options.channels)]
     layout = _layout(options.subscribers, channels, options.nodes, seed=1)
-    faults = plan(options.duration, options.nodes)
+    # One fault every 8 s in a short run; a long run spaces them so that the cluster also
+    # spends time whole (about twenty faults in all, each kind several times).
+    faults = plan(options.duration, options.nodes, interval=max(8.0, options.duration / 20))
     scratch = Path(tempfile.mkdtemp(prefix="tidings-chaos-"))
     if True:
         cluster = Cluster(scratch, options.nodes, options.subscribers)

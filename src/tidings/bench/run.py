@@ -144,18 +144,30 @@ def _server(target: Target, subscribers: int) -> Iterator[tuple[subprocess.Popen
             process.stderr.close()
 
 
-async def _wait_healthy(process: subprocess.Popen[bytes], port: int, path: str) -> None:
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient(timeout=1) as client:
+async def _wait_healthy(
+    process: subprocess.Popen[bytes],
+    port: int,
+    path: str,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109
+    output: Callable[[], str] | None = None,
+) -> None:
+    """Wait until ``path`` answers 200; raise with the server's last output (``output``,
+    else its stderr pipe) if it exits first, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=1, trust_env=False) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                err = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                if output is not None:
+                    err = output()
+                else:
+                    err = process.stderr.read().decode(errors="replace") if process.stderr else ""
                 raise RuntimeError(f"server exited with {process.returncode}: {err[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if (await client.get(f"http://127.0.0.1:{port}{path}")).status_code == 200:
                     return
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"server did not answer {path} within 30 s")
+    raise RuntimeError(f"server did not answer {path} within {timeout:g} s")
 
 
 async def _publisher(target: Target, port: int, config: BenchConfig) -> asyncio.subprocess.Process:

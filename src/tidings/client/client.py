@@ -687,11 +687,23 @@ class _WebSocketLink(_Link):
                 if self._ws is not None and self.session.open:
                     break
                 await asyncio.sleep(0)
+            from websockets.exceptions import ConnectionClosed
+
             rid = self.session.request_id()
+            text = orjson.dumps({**message, "id": rid}).decode()
             future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            # Registered before sending: the reply can arrive while send() waits.
             self._pending[rid] = future
             try:
-                await self._ws.send(orjson.dumps({**message, "id": rid}).decode())
+                try:
+                    await self._ws.send(text)
+                except ConnectionClosed:
+                    # The connection went while this send waited; the reader may have
+                    # failed the future already. Take its error so it is not reported as
+                    # never retrieved, and say what happened.
+                    if future.done() and not future.cancelled():
+                        future.exception()
+                    raise RequestError("connection_lost", "the connection was lost") from None
                 reply = await future
             finally:
                 self._pending.pop(rid, None)
