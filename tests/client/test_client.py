@@ -344,11 +344,26 @@ async def test_a_request_whose_send_fails_raises_connection_lost_and_nothing_lea
                     future.set_exception(RequestError("connection_lost", "lost"))
                 raise ConnectionClosedError(None, None)
 
-        link._ws = Dropped()
+        class Stuck:
+            """The reader fails the reply; the send never returns and is cancelled."""
+
+            async def send(self, text: str) -> None:
+                for future in link._pending.values():
+                    future.set_exception(RequestError("connection_lost", "lost"))
+                await asyncio.Event().wait()
+
         link.session.open = True
         link._open.set()
+        link._ws = Dropped()
         with pytest.raises(RequestError, match="connection_lost"):
             await link.request({"type": "ping"})
+        link._ws = Stuck()
+        pinger = asyncio.ensure_future(link.request({"type": "ping"}))
+        while not link._pending or not next(iter(link._pending.values())).done():
+            await asyncio.sleep(0)
+        pinger.cancel()  # as the pinger is when its connection ends
+        with pytest.raises(asyncio.CancelledError):
+            await pinger
     gc.collect()
     await asyncio.sleep(0)
     loop.set_exception_handler(None)

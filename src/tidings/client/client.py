@@ -698,15 +698,15 @@ class _WebSocketLink(_Link):
                 try:
                     await self._ws.send(text)
                 except ConnectionClosed:
-                    # The connection went while this send waited; the reader may have
-                    # failed the future already. Take its error so it is not reported as
-                    # never retrieved, and say what happened.
-                    if future.done() and not future.cancelled():
-                        future.exception()
                     raise RequestError("connection_lost", "the connection was lost") from None
                 reply = await future
             finally:
                 self._pending.pop(rid, None)
+                # The reader may have failed the future while send() waited, and this
+                # request then ended without awaiting it (the send failed, or the caller
+                # was cancelled): take its error, or asyncio reports it as never retrieved.
+                if future.done() and not future.cancelled():
+                    future.exception()
         if reply.get("type") == "error":
             raise RequestError(str(reply.get("code")), str(reply.get("message")))
         return reply
