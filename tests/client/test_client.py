@@ -344,12 +344,15 @@ async def test_a_request_whose_send_fails_raises_connection_lost_and_nothing_lea
                     future.set_exception(RequestError("connection_lost", "lost"))
                 raise ConnectionClosedError(None, None)
 
+        failed = asyncio.Event()
+
         class Stuck:
             """The reader fails the reply; the send never returns and is cancelled."""
 
             async def send(self, text: str) -> None:
                 for future in link._pending.values():
                     future.set_exception(RequestError("connection_lost", "lost"))
+                failed.set()
                 await asyncio.Event().wait()
 
         link.session.open = True
@@ -359,8 +362,7 @@ async def test_a_request_whose_send_fails_raises_connection_lost_and_nothing_lea
             await link.request({"type": "ping"})
         link._ws = Stuck()
         pinger = asyncio.ensure_future(link.request({"type": "ping"}))
-        while not link._pending or not next(iter(link._pending.values())).done():
-            await asyncio.sleep(0)
+        await asyncio.wait_for(failed.wait(), 5)
         pinger.cancel()  # as the pinger is when its connection ends
         with pytest.raises(asyncio.CancelledError):
             await pinger

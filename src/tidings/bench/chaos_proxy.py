@@ -105,18 +105,12 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def serve(upstream: int) -> None:
     """Run a proxy to ``upstream`` driven by stdin (see the module's docstring)."""
     from tidings.bench import procstat
+    from tidings.bench.chaos_child import say, stdin_lines
 
     procstat.raise_open_files(65_536)
     proxy = Proxy(upstream)
     port = await proxy.start()
-    loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-
-    def say(message: dict[str, int]) -> None:
-        sys.stdout.buffer.write(orjson.dumps(message) + b"\n")
-        sys.stdout.flush()
-
+    stdin = await stdin_lines()
     say({"port": port})
     try:
         while line := await stdin.readline():

@@ -24,7 +24,6 @@ import logging
 import random
 import re
 import resource
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -33,6 +32,7 @@ import orjson
 
 from tidings.auth.tokens import mint_token
 from tidings.bench.chaos_check import Trace, Verdict
+from tidings.bench.chaos_child import say, stdin_lines
 from tidings.client import Backoff, Client, Event, Reset, Status, StatusChange
 
 __all__ = ["Subscriber", "main"]
@@ -161,12 +161,12 @@ class Worker:
             await asyncio.gather(*(one(s) for s in self.subscribers))
         finally:
             reporter.cancel()
-        _say({"ready": self.ready, "failed": self.failed, "done": True})
+        say({"ready": self.ready, "failed": self.failed, "done": True})
 
     async def _report_progress(self) -> None:
         while True:
             await asyncio.sleep(0.5)
-            _say({"ready": self.ready, "failed": self.failed})
+            say({"ready": self.ready, "failed": self.failed})
 
     def verdicts(self, acked: dict[str, list[int]]) -> dict[str, Verdict]:
         """The verdict of each transport's subscribers."""
@@ -187,11 +187,11 @@ class Worker:
             self.expired_until = time.time() + command["seconds"]
         elif kind == "check":
             verdicts = self.verdicts(command["acked"])
-            _say({"missing": sum(verdict.lost for verdict in verdicts.values())})
+            say({"missing": sum(verdict.lost for verdict in verdicts.values())})
         elif kind == "finish":
             verdicts = self.verdicts(command["acked"])
             usage = resource.getrusage(resource.RUSAGE_SELF)
-            _say(
+            say(
                 {
                     "result": {
                         "verdicts": {name: v.__dict__ for name, v in verdicts.items()},
@@ -219,20 +219,8 @@ class Worker:
         )
 
 
-def _say(message: dict[str, Any]) -> None:
-    sys.stdout.buffer.write(orjson.dumps(message) + b"\n")
-    sys.stdout.flush()
-
-
-async def _lines() -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 26)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
-
-
 async def run() -> None:
-    stdin = await _lines()
+    stdin = await stdin_lines()
     config = orjson.loads(await stdin.readline())
     worker = Worker(config)
     try:

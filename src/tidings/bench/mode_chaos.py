@@ -2,8 +2,8 @@
 
 Starts a Redis of its own, ``--nodes`` hub nodes on it (Redis broker and store, JWT auth),
 a cuttable TCP proxy in front of each node, and ``--subscribers`` real clients spread over
-WebSocket and SSE in a few worker processes, each following three of ``--channels``
-channels. Then, for ``--duration`` seconds, a publisher stamps every channel's events
+WebSocket and SSE in a few worker processes, following some of ``--channels`` channels
+(see ``CHANNELS_EACH``). Then, for ``--duration`` seconds, a publisher stamps every channel's events
 with sequence numbers while the :mod:`~tidings.bench.chaos_plan` injects faults: a node
 SIGKILLed and restarted, Redis restarted, every connection cut at the proxies, slow
 subscribers, expired tokens. Afterwards it waits (up to ``--drain-timeout``) until every
@@ -15,21 +15,18 @@ time, the most memory a node held, and failures by kind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from tidings.bench import procstat
 from tidings.bench.chaos_check import Verdict
+from tidings.bench.chaos_child import Child
 from tidings.bench.chaos_cluster import Node
 from tidings.bench.chaos_plan import KINDS, Fault, plan
 from tidings.bench.chaos_publisher import SequencedPublisher
@@ -57,55 +54,6 @@ PAUSED_SHARE = 0.02
 #: Lifetime of the tokens the subscribers mint: WebSocket clients refresh in-band, SSE
 #: streams are closed at expiry and resume, all through the run.
 TOKEN_TTL_S = 45
-
-
-class Child:
-    """A ``python -m MODULE`` subprocess of the run, spoken to in JSON lines."""
-
-    def __init__(self) -> None:
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def spawn(self, module: str, *args: str) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 26,
-        )
-
-    async def send(self, message: dict[str, Any]) -> None:
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(orjson.dumps(message) + b"\n")
-        await self.process.stdin.drain()
-
-    async def receive(self) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        line = await self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{type(self).__name__} exited with {await self.process.wait()}")
-        message: dict[str, Any] = orjson.loads(line)
-        return message
-
-    async def ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        await self.send(message)
-        return await self.receive()
-
-    async def stop(self) -> None:
-        """End of input asks it to finish; after 10 s it is killed."""
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
 
 
 class WorkerProcess(Child):
@@ -270,78 +218,76 @@ async def run_chaos(options: ModeOptions, progress: Progress) -> ModeReport:
     # spends time whole (about twenty faults in all, each kind several times).
     faults = plan(options.duration, options.nodes, interval=max(8.0, options.duration / 20))
     scratch = Path(tempfile.mkdtemp(prefix="tidings-chaos-"))
-    if True:
-        cluster = Cluster(scratch, options.nodes, options.subscribers)
-        workers: list[WorkerProcess] = []
-        try:
-            await cluster.start()
-            urls = [f"http://127.0.0.1:{proxy.port}" for proxy in cluster.proxies]
-            for start in range(0, len(layout), PER_WORKER):
-                part = layout[start : start + PER_WORKER]
-                config = {
-                    "concurrency": max(10, CONNECTING_AT_ONCE * PER_WORKER // len(layout)),
-                    "urls": urls,
-                    "secret": cluster.secret,
-                    "token_ttl": TOKEN_TTL_S,
-                    "subscribers": part,
-                }
-                workers.append(await WorkerProcess.start(config))
-            subscribing = asyncio.gather(*(w.subscribed() for w in workers))
-            subscribe_started = time.monotonic()
-            deadline = subscribe_started + options.connect_timeout
-            while not subscribing.done():
-                done = sum(w.ready + w.failed for w in workers)
-                progress("subscribing", done, options.subscribers)
-                if time.monotonic() > deadline:
-                    subscribing.cancel()
-                    raise RuntimeError(
-                        f"{done} of {options.subscribers} subscribers were in place after "
-                        f"--connect-timeout {options.connect_timeout:g} s"
-                    )
-                await asyncio.sleep(0.2)
-            await subscribing
-            subscribe_s = time.monotonic() - subscribe_started
-            failed = sum(w.failed for w in workers)
+    cluster = Cluster(scratch, options.nodes, options.subscribers)
+    workers: list[WorkerProcess] = []
+    try:
+        await cluster.start()
+        urls = [f"http://127.0.0.1:{proxy.port}" for proxy in cluster.proxies]
+        for start in range(0, len(layout), PER_WORKER):
+            part = layout[start : start + PER_WORKER]
+            config = {
+                "concurrency": max(10, CONNECTING_AT_ONCE * PER_WORKER // len(layout)),
+                "urls": urls,
+                "secret": cluster.secret,
+                "token_ttl": TOKEN_TTL_S,
+                "subscribers": part,
+            }
+            workers.append(await WorkerProcess.start(config))
+        subscribing = asyncio.gather(*(w.subscribed() for w in workers))
+        subscribe_started = time.monotonic()
+        deadline = subscribe_started + options.connect_timeout
+        while not subscribing.done():
+            done = sum(w.ready + w.failed for w in workers)
+            progress("subscribing", done, options.subscribers)
+            if time.monotonic() > deadline:
+                subscribing.cancel()
+                raise RuntimeError(
+                    f"{done} of {options.subscribers} subscribers were in place after "
+                    f"--connect-timeout {options.connect_timeout:g} s"
+                )
+            await asyncio.sleep(0.2)
+        await subscribing
+        subscribe_s = time.monotonic() - subscribe_started
+        failed = sum(w.failed for w in workers)
 
-            publisher = SequencedPublisher(
-                [node.url for node in cluster.nodes],
-                channels,
-                api_key=cluster.api_key,
-                rate=options.rate,
-            )
-            stop = asyncio.Event()
-            publishing = asyncio.ensure_future(publisher.run(stop))
-            started = time.monotonic()
-            pending = list(faults)
-            while (elapsed := time.monotonic() - started) < options.duration:
-                progress("publishing under faults", elapsed, options.duration, "s")
-                cluster.sample_memory()
-                while pending and pending[0].at <= elapsed:
-                    await cluster.inject(pending.pop(0), workers, options.subscribers)
-                if publishing.done():
-                    await publishing  # raises what stopped it
-                await asyncio.sleep(0.2)
-            stop.set()
-            await publishing
-            await cluster.whole()
-            acked = publisher.acknowledged
+        publisher = SequencedPublisher(
+            [node.url for node in cluster.nodes],
+            channels,
+            api_key=cluster.api_key,
+            rate=options.rate,
+        )
+        stop = asyncio.Event()
+        publishing = asyncio.ensure_future(publisher.run(stop))
+        started = time.monotonic()
+        pending = list(faults)
+        while (elapsed := time.monotonic() - started) < options.duration:
+            progress("publishing under faults", elapsed, options.duration, "s")
+            cluster.sample_memory()
+            while pending and pending[0].at <= elapsed:
+                await cluster.inject(pending.pop(0), workers, options.subscribers)
+            if publishing.done():
+                await publishing  # raises what stopped it
+            await asyncio.sleep(0.2)
+        stop.set()
+        await publishing
+        await cluster.whole()
+        acked = publisher.acknowledged
 
-            drain_started = time.monotonic()
-            missing = -1
-            while time.monotonic() - drain_started < options.drain_timeout:
-                cluster.sample_memory()
-                replies = [await w.ask({"cmd": "check", "acked": acked}) for w in workers]
-                missing = sum(reply["missing"] for reply in replies)
-                progress("waiting for the last deliveries", missing, missing)
-                if missing == 0:
-                    break
-                await asyncio.sleep(1.0)
-            drain_s = time.monotonic() - drain_started
-            results = [(await w.ask({"cmd": "finish", "acked": acked}))["result"] for w in workers]
-        finally:
-            for worker in workers:
-                await worker.stop()
-            await cluster.close()
+        drain_started = time.monotonic()
+        while time.monotonic() - drain_started < options.drain_timeout:
+            cluster.sample_memory()
+            replies = [await w.ask({"cmd": "check", "acked": acked}) for w in workers]
+            missing = sum(reply["missing"] for reply in replies)
+            progress("waiting for the last deliveries", missing, missing)
+            if missing == 0:
+                break
+            await asyncio.sleep(1.0)
+        drain_s = time.monotonic() - drain_started
+        results = [(await w.ask({"cmd": "finish", "acked": acked}))["result"] for w in workers]
+    finally:
+        for worker in workers:
+            await worker.stop()
+        await cluster.close()
     report = _report(options, cluster, publisher, results, failed, faults, (subscribe_s, drain_s))
     if report.ok:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -360,7 +306,6 @@ def _report(
     phases: tuple[float, float],
 ) -> ModeReport:
     subscribe_s, drain_s = phases
-    verdict = Verdict()
     by_transport = {"websocket": Verdict(), "sse": Verdict()}
     reasons: Counter[str] = Counter()
     resets: Counter[str] = Counter()
@@ -369,12 +314,13 @@ def _report(
     for result in results:
         for name, figures in result["verdicts"].items():
             by_transport[name].add(Verdict(**figures))
-            verdict.add(Verdict(**figures))
         reasons.update(result["reasons"])
         resets.update(result["resets"])
         reconnects.extend(result["reconnects"])
         worker_rss = max(worker_rss, result["max_rss_kib"] * 1024)
-    reconnects.sort()
+    verdict = Verdict()
+    for part in by_transport.values():
+        verdict.add(part)
     abandoned = sum(len(seqs) for seqs in publisher.abandoned.values())
     mib = 1 << 20
 

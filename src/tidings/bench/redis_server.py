@@ -13,16 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+from tidings.bench.run import _free_port
+
 __all__ = ["RedisServer"]
 
 START_TIMEOUT = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class RedisServer:

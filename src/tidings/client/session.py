@@ -47,7 +47,7 @@ for _reason, (_code, _again) in CLOSE_CODES.items():
 
 
 #: Refusals of a ``subscribe`` that may not hold a moment later: the request is repeated.
-PASSING_REFUSALS = frozenset({"unavailable", "rate_limited", "limit_exceeded"})
+PASSING_REFUSALS = frozenset({"unavailable", "rate_limited"})
 
 
 def should_reconnect(code: int | None) -> bool:
