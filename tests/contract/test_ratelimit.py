@@ -180,7 +180,8 @@ async def test_unreachable_redis_falls_back_to_this_process(key: str) -> None:
     try:
         hits = await _hits(limiter, key, 3)
         assert hits[:2] == [None, None]
-        assert hits[2] == pytest.approx(30.0)  # still limited, per process
+        # Still limited, per process; its bucket runs on real time, like Redis does.
+        assert hits[2] == pytest.approx(30.0, abs=SLACK)
         assert limiter.fallbacks == 3
     finally:
         await limiter.close()
